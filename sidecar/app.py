@@ -1,0 +1,126 @@
+"""Wiring and lifetimes: sources -> store -> chain -> listeners, signals, graceful stop.
+No DNS rules live here."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import socket
+from collections.abc import Sequence
+
+from .config import Config
+from .endpoint import Endpoint
+from .outcome import Resolver
+from .resolve.cache import AnswerCache
+from .resolve.chain import Chain
+from .resolve.forward import Forwarder
+from .resolve.local import LocalZone
+from .resolve.upstreams import DefaultUpstreams
+from .server.handler import QueryHandler
+from .server.packetcache import PacketCache
+from .server.tcp import TcpListener
+from .server.udp import UdpListener
+from .sources.files import FileSource
+from .store import Store
+
+log = logging.getLogger("sidecar")
+
+
+class Sidecar:
+    """One running server. `await start()`, then `bound` lists the real addresses (a port of 0 in
+    the config picks a free one, the same for UDP and TCP); `await stop()` drains and closes."""
+
+    def __init__(self, config: Config, resolvers: Sequence[Resolver] = ()) -> None:
+        self.config = config
+        self.store = Store()
+        self.files = FileSource(self.store, config.zonefiles, config.hosts, config.poll_interval)
+        self.upstreams = DefaultUpstreams(config.upstreams, config.resolv_conf, config.listen)
+        self.forwarder = Forwarder(self.upstreams, AnswerCache(config.cache_size), config.timeout)
+        self.chain = Chain([*resolvers, LocalZone(self.store)], self.forwarder)
+        self.handler = QueryHandler(self.store, self.chain, PacketCache())
+        self.bound: list[Endpoint] = []
+        self._udp: list[tuple[asyncio.DatagramTransport, UdpListener]] = []
+        self._tcp: list[asyncio.Server] = []
+        self._tcp_listener = TcpListener(self.handler)
+
+    async def start(self) -> None:
+        self.store.put("flags", self.config.flag_fragment())
+        await asyncio.to_thread(self.files.load)
+        self.files.start()
+        if not self.upstreams():
+            log.warning("no upstream resolver: names that are not local will get SERVFAIL")
+        for endpoint in self.config.listen:
+            await self._listen(endpoint)
+        log.info("listening on %s (UDP and TCP); %d local records; upstreams: %s",
+                 ", ".join(map(str, self.bound)), len(self.store.zone.records),
+                 ", ".join(map(str, self.upstreams())) or "none")
+
+    async def _listen(self, endpoint: Endpoint) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+        protocol = UdpListener(self.handler)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: protocol, local_addr=(endpoint.host, endpoint.port), family=family)
+        port = transport.get_extra_info("sockname")[1]
+        self._udp.append((transport, protocol))
+        server = await asyncio.start_server(self._tcp_listener.serve, endpoint.host, port,
+                                            family=family, reuse_address=True)
+        self._tcp.append(server)
+        self.bound.append(Endpoint(endpoint.host, port))
+
+    async def stop(self) -> None:
+        for server in self._tcp:
+            server.close()
+        await asyncio.gather(self._tcp_listener.drain(), *(p.drain() for _, p in self._udp))
+        for transport, _ in self._udp:
+            transport.close()
+        await asyncio.to_thread(self.files.stop)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read every watched file now instead of waiting for the next poll."""
+        log.info("reload requested")
+        self.files.rescan()
+        self.upstreams.refresh()
+
+
+async def _serve_until_signal(sidecar: Sidecar) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, sidecar.reload))
+    await sidecar.start()
+    await stop.wait()
+    log.info("stopping")
+    await sidecar.stop()
+
+
+def _event_loop_runner():
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up, the standard loop works without it
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
+    """Serve until SIGTERM/SIGINT; the exit code for the CLI."""
+    configure_logging(config.log_level)
+    try:
+        _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers)))
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return 1
+    return 0
+
+
+def serve(resolvers: Sequence[Resolver] = (), config: Config | None = None, **overrides: object) -> int:
+    """The Python entry point: `serve(resolvers=[fn], listen=(Endpoint("127.0.0.1", 5300),))`.
+    Keyword overrides are `Config` fields."""
+    return run(dataclasses.replace(config or Config(), **overrides), resolvers)

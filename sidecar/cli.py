@@ -1,0 +1,147 @@
+"""Flags and env vars -> `Config`, subcommands, exit codes. No DNS logic lives here.
+
+Every flag `--some-flag` can also be set with `DNS_SIDECAR_SOME_FLAG` (a flag on the command line
+wins). Repeatable flags take several values from the env var separated by commas, except
+`--record`, whose lines are separated by newlines. A bad flag exits 2 with one line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .config import (LOG_LEVELS, Config, domain_names, existing_paths, host_addresses, listen_endpoints,
+                     positive, record_lines, upstream_endpoints, view_ranges)
+from .app import run
+from .check import run_check
+from .errors import ConfigError
+
+ENV_PREFIX = "DNS_SIDECAR_"
+COMMANDS = ("serve", "check")
+_NEWLINE_SEPARATED = {"record"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("local data")
+    group.add_argument("--zonefile", action="append", metavar="PATH",
+                       help="RFC 1035 zonefile, or a directory whose *.zone files are all loaded "
+                            "(watched; repeatable)")
+    group.add_argument("--hosts", action="append", metavar="PATH",
+                       help="hosts-format file (watched; repeatable)")
+    group.add_argument("--record", action="append", metavar="LINE",
+                       help="one zonefile line with absolute names, e.g. "
+                            "'*.dev.example. 60 IN A 127.0.0.1' (repeatable)")
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    net = parser.add_argument_group("listening and forwarding")
+    net.add_argument("--listen", action="append", metavar="ADDR:PORT",
+                     help="UDP and TCP address to serve on (repeatable; default 127.0.0.1:53)")
+    net.add_argument("--upstream", action="append", metavar="ADDR[:PORT]",
+                     help="resolver to relay other names to (repeatable; default: the nameservers "
+                          "of --resolv-conf)")
+    net.add_argument("--resolv-conf", metavar="PATH", help="where to find upstreams (default /etc/resolv.conf)")
+    net.add_argument("--timeout", type=float, metavar="SECONDS", help="per-upstream timeout (default 1)")
+    net.add_argument("--cache-size", type=int, metavar="N", help="forwarded answers kept (default 10000)")
+    docker = parser.add_argument_group("docker")
+    docker.add_argument("--no-docker", action="store_true", default=None,
+                        help="do not watch Docker even when a socket is there")
+    docker.add_argument("--docker-opt-in", action="store_true", default=None,
+                        help="only containers labelled dns-sidecar.enable=true get names")
+    docker.add_argument("--domain", action="append", metavar="DOMAIN",
+                        help="domain for container names (repeatable; default docker)")
+    docker.add_argument("--host-address", action="append", metavar="ADDR",
+                        help="address given for containers to clients outside their networks")
+    docker.add_argument("--view", action="append", metavar="NAME=CIDR",
+                        help="clients in CIDR get network NAME's answers (repeatable)")
+    parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
+                        help="how often watched files are also checked by polling (default 2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dns-sidecar", description="Split-horizon DNS for Docker stacks: local names "
+                     "from container labels and zonefiles, everything else relayed upstream.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+    serve = commands.add_parser("serve", help="run the DNS server (the default command)")
+    _source_options(serve)
+    _serve_options(serve)
+    check = commands.add_parser("check", help="validate zonefiles, hosts files and --record lines, then exit")
+    _source_options(check)
+    for sub in (serve, check):
+        sub.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
+    return parser
+
+
+def _apply_env(parser: argparse.ArgumentParser, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Fill each flag left unset on the command line from its DNS_SIDECAR_* variable."""
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public way to list options
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        if getattr(args, action.dest, None) is not None:
+            continue
+        raw = env.get(ENV_PREFIX + action.dest.upper())
+        if raw is None or raw == "":
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+            value: object = raw.strip().lower() in ("1", "true", "yes", "on")
+        elif isinstance(action, argparse._AppendAction):  # noqa: SLF001
+            sep = "\n" if action.dest in _NEWLINE_SEPARATED else ","
+            value = [v.strip() for v in raw.split(sep) if v.strip()]
+        else:
+            try:
+                value = action.type(raw) if action.type else raw
+            except ValueError:
+                raise ConfigError(flag, f"bad value {raw!r} (from {ENV_PREFIX + action.dest.upper()})") from None
+            if action.choices and value not in action.choices:
+                raise ConfigError(flag, f"{raw!r} is not one of {', '.join(action.choices)}")
+        setattr(args, action.dest, value)
+
+
+def to_config(args: argparse.Namespace) -> Config:
+    """Validate parsed flags into a `Config`; raises ConfigError naming the flag."""
+    get = lambda name, default=None: getattr(args, name, None) or default  # noqa: E731
+    return Config(
+        listen=listen_endpoints(get("listen", ["127.0.0.1:53"])),
+        zonefiles=existing_paths("--zonefile", get("zonefile", [])),
+        hosts=existing_paths("--hosts", get("hosts", [])),
+        records=record_lines(get("record", [])),
+        upstreams=upstream_endpoints(get("upstream", [])),
+        resolv_conf=existing_paths("--resolv-conf", [get("resolv_conf", "/etc/resolv.conf")])[0]
+        if get("resolv_conf") else Config.resolv_conf,
+        docker=not get("no_docker", False),
+        docker_opt_in=bool(get("docker_opt_in", False)),
+        domains=domain_names(get("domain", ["docker"])),
+        host_address=host_addresses(get("host_address", [])),
+        views=view_ranges(get("view", [])),
+        timeout=positive("--timeout", get("timeout", 1.0)),
+        cache_size=int(positive("--cache-size", get("cache_size", 10_000), int)),
+        poll_interval=positive("--poll-interval", get("poll_interval", 2.0)),
+        log_level=get("log_level", "info"),
+    )
+
+
+def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "serve")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    subparser = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001
+    try:
+        _apply_env(subparser, args, dict(os.environ) if env is None else env)
+        config = to_config(args)
+    except ConfigError as exc:
+        print(f"dns-sidecar: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        return run_check(config)
+    return run(config)

@@ -1,0 +1,110 @@
+"""The validated, frozen configuration. Every check that can fail names its flag, so the CLI can
+say exactly which one was wrong."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .endpoint import Endpoint, parse_endpoint
+from .errors import ConfigError, ZoneSyntaxError
+from .records import ZoneRecord, normalize_name
+from .zone import Fragment
+from .zoneparse import parse_record_line
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: tuple[Endpoint, ...] = (Endpoint("127.0.0.1", 53),)
+    zonefiles: tuple[Path, ...] = ()
+    hosts: tuple[Path, ...] = ()
+    records: tuple[ZoneRecord, ...] = ()
+    upstreams: tuple[Endpoint, ...] = ()
+    resolv_conf: Path = Path("/etc/resolv.conf")
+    docker: bool = True
+    docker_opt_in: bool = False
+    domains: tuple[str, ...] = ("docker.",)
+    host_address: tuple[str, ...] = ()
+    views: tuple[tuple[str, Network], ...] = field(default=())
+    timeout: float = 1.0
+    cache_size: int = 10_000
+    poll_interval: float = 2.0
+    log_level: str = "info"
+
+    def flag_fragment(self) -> Fragment:
+        """What the flags themselves contribute to the zone: --record lines and --view ranges."""
+        views: dict[str, tuple[Network, ...]] = {}
+        for name, network in self.views:
+            views[name] = views.get(name, ()) + (network,)
+        return Fragment(self.records, views)
+
+
+def listen_endpoints(values: list[str]) -> tuple[Endpoint, ...]:
+    return tuple(_endpoint("--listen", v) for v in values)
+
+
+def upstream_endpoints(values: list[str]) -> tuple[Endpoint, ...]:
+    return tuple(_endpoint("--upstream", v) for v in values)
+
+
+def _endpoint(flag: str, value: str) -> Endpoint:
+    try:
+        return parse_endpoint(value)
+    except ValueError as exc:
+        raise ConfigError(flag, str(exc)) from None
+
+
+def existing_paths(flag: str, values: list[str]) -> tuple[Path, ...]:
+    paths = tuple(Path(v) for v in values)
+    for path in paths:
+        if not path.exists():
+            raise ConfigError(flag, f"{path} does not exist")
+    return paths
+
+
+def domain_names(values: list[str]) -> tuple[str, ...]:
+    try:
+        return tuple(normalize_name(v) for v in values)
+    except ValueError as exc:
+        raise ConfigError("--domain", str(exc)) from None
+
+
+def host_addresses(values: list[str]) -> tuple[str, ...]:
+    try:
+        return tuple(str(ipaddress.ip_address(v)) for v in values)
+    except ValueError as exc:
+        raise ConfigError("--host-address", str(exc)) from None
+
+
+def view_ranges(values: list[str]) -> tuple[tuple[str, Network], ...]:
+    """`--view NAME=CIDR`: clients in CIDR get the answers meant for network NAME."""
+    views = []
+    for value in values:
+        name, sep, cidr = value.partition("=")
+        if not sep or not name:
+            raise ConfigError("--view", f"expected NAME=CIDR, got {value!r}")
+        try:
+            views.append((name, ipaddress.ip_network(cidr, strict=False)))
+        except ValueError as exc:
+            raise ConfigError("--view", str(exc)) from None
+    return tuple(views)
+
+
+def record_lines(values: list[str]) -> tuple[ZoneRecord, ...]:
+    records: list[ZoneRecord] = []
+    for value in values:
+        try:
+            records.extend(parse_record_line(value))
+        except ZoneSyntaxError as exc:
+            raise ConfigError("--record", f"{exc.reason} in {value!r}") from None
+    return tuple(records)
+
+
+def positive(flag: str, value: float, kind: type = float) -> float:
+    if value <= 0:
+        raise ConfigError(flag, f"must be above zero, got {value}")
+    return kind(value)

@@ -1,0 +1,55 @@
+"""One record as the sidecar keeps it: the owner name normalized once, the rdata already parsed
+and validated, and where it came from (so logs and /records can say `file:line` or `container`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dnslib import QTYPE, RD, RR, DNSLabel
+
+
+def normalize_name(name: str) -> str:
+    """Lower-case, absolute (trailing dot): the one key form used by every index."""
+    name = name.strip().lower()
+    if not name.endswith("."):
+        name += "."
+    if name.startswith(".") and name != ".":
+        raise ValueError(f"empty label in {name!r}")
+    return name
+
+
+def parent_name(name: str) -> str | None:
+    """`a.b.c.` -> `b.c.`; the root has no parent."""
+    if name == ".":
+        return None
+    _, _, rest = name.partition(".")
+    return rest or "."
+
+
+def is_subdomain(name: str, origin: str) -> bool:
+    """True when `name` equals `origin` or lies below it (both normalized)."""
+    return origin == "." or name == origin or name.endswith("." + origin)
+
+
+def type_name(rtype: int) -> str:
+    return QTYPE.get(rtype, f"TYPE{rtype}")
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRecord:
+    """A record ready for the zone. `view` is None for the answer everyone gets, or the name of
+    the client network it is meant for (the split horizon)."""
+
+    name: str
+    rtype: int
+    ttl: int
+    rdata: RD
+    origin: str
+    view: str | None = None
+
+    def to_rr(self, owner: DNSLabel | str | None = None) -> RR:
+        return RR(owner or self.name, self.rtype, ttl=self.ttl, rdata=self.rdata)
+
+    @property
+    def text(self) -> str:
+        return f"{self.rdata.toZone()}" if hasattr(self.rdata, "toZone") else str(self.rdata)

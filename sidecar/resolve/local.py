@@ -1,0 +1,16 @@
+"""The local zone as a resolver: reads the store's current zone at each query."""
+
+from __future__ import annotations
+
+from ..outcome import Outcome, Query
+from ..store import Store
+
+
+class LocalZone:
+    """Answers names the zone holds; falls through (None) for everything else."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def __call__(self, query: Query) -> Outcome:
+        return self._store.zone.lookup(query)

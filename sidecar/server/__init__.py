@@ -1,0 +1,1 @@
+"""Transports: asyncio UDP and TCP listeners around one `QueryHandler`."""

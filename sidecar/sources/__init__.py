@@ -1,0 +1,2 @@
+"""Sources turn the outside world (files, flags, Docker) into store fragments. They never
+answer queries."""

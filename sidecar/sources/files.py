@@ -1,0 +1,178 @@
+"""Zonefiles and hosts files, watched on disk.
+
+Robust to the ways files really change: editors' atomic saves (write a temp file, rename over),
+in-place writes, bind mounts whose inode never changes, files deleted and recreated. The parent
+directory is watched (inotify via watchdog), and a slow poll of (inode, mtime, size) catches
+what events miss. A change re-parses that file only; a parse error logs `file:line: reason` and
+the file's last good records keep serving; a vanished file keeps its records, with a warning."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from ..errors import ZoneSyntaxError
+from ..records import ZoneRecord
+from ..store import Store
+from ..zone import Fragment
+from ..zoneparse import parse_hosts, parse_zone
+
+log = logging.getLogger(__name__)
+DEBOUNCE_SECONDS = 0.05  # let a multi-step save finish before reading
+Stamp = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedPath:
+    """A `--zonefile` or `--hosts` argument: a file, or a directory of `*.zone` files."""
+
+    path: Path
+    kind: str  # "zone" or "hosts"
+
+    def files(self) -> list[Path]:
+        if self.path.is_dir():
+            return sorted(p for p in self.path.glob("*.zone") if p.is_file())
+        return [self.path]
+
+
+def parse_file(path: Path, kind: str) -> list[ZoneRecord]:
+    """Read and parse one file; every failure is a ZoneSyntaxError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ZoneSyntaxError(str(path), line, "not UTF-8 text") from None
+    if kind == "hosts":
+        return parse_hosts(text, str(path))
+    # Without $ORIGIN, the file name is the origin: dev.test.zone serves dev.test.
+    return parse_zone(text, str(path), origin=path.name.removesuffix(".zone"))
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+class FileSource:
+    def __init__(self, store: Store, zonefiles: Sequence[Path], hosts: Sequence[Path],
+                 poll_interval: float = 2.0) -> None:
+        self._store = store
+        self._watched = [WatchedPath(p, "zone") for p in zonefiles] + [WatchedPath(p, "hosts") for p in hosts]
+        self._poll_interval = poll_interval
+        self._stamps: dict[Path, Stamp | None] = {}
+        self._kinds: dict[Path, str] = {}
+        self._missing: set[Path] = set()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._observer: Observer | None = None
+        self._thread: threading.Thread | None = None
+        self.reloads = 0
+        self.errors = 0
+
+    def load(self) -> list[ZoneSyntaxError]:
+        """The first load (also used by `check`): returns the errors it logged."""
+        return self.rescan()
+
+    def rescan(self) -> list[ZoneSyntaxError]:
+        """Re-read every file whose stamp changed; return the parse errors met."""
+        with self._lock:
+            errors: list[ZoneSyntaxError] = []
+            current: dict[Path, str] = {}
+            for watched in self._watched:
+                for path in watched.files():
+                    current[path] = watched.kind
+            for path in list(self._kinds):
+                if path not in current and path not in self._missing:
+                    current[path] = self._kinds[path]  # vanished from a directory: keep watching
+            for path, kind in current.items():
+                self._kinds[path] = kind
+                error = self._refresh(path, kind)
+                if error is not None:
+                    errors.append(error)
+            return errors
+
+    def _refresh(self, path: Path, kind: str) -> ZoneSyntaxError | None:
+        stamp = _stamp(path)
+        if stamp is None:
+            if path not in self._missing and (path in self._stamps or not path.exists()):
+                self._missing.add(path)
+                log.warning("%s: gone or not a regular file; its last records keep serving", path)
+            return None
+        if path in self._missing:
+            self._missing.discard(path)
+            log.info("%s: back", path)
+        if self._stamps.get(path) == stamp:
+            return None
+        self._stamps[path] = stamp
+        try:
+            records = parse_file(path, kind)
+        except ZoneSyntaxError as exc:
+            self.errors += 1
+            kept = self._store.fragment(f"file:{path}")
+            log.error("%s (%s)", exc, "last good version keeps serving" if kept else "nothing loaded from it")
+            return exc
+        except OSError as exc:
+            log.warning("%s: cannot read: %s", path, exc.strerror)
+            self._stamps.pop(path, None)
+            return None
+        self._store.put(f"file:{path}", Fragment(tuple(records)))
+        self.reloads += 1
+        log.info("%s: loaded %d records", path, len(records))
+        return None
+
+    # -- watching ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch the files' directories and poll as a fallback, from one background thread."""
+        handler = _WakeOnEvent(self._wake)
+        self._observer = Observer()
+        directories = {w.path if w.path.is_dir() else w.path.parent for w in self._watched}
+        for directory in directories:
+            try:
+                self._observer.schedule(handler, str(directory), recursive=False)
+            except OSError as exc:
+                log.warning("%s: cannot watch (%s); polling every %.1fs", directory, exc, self._poll_interval)
+        self._observer.daemon = True
+        self._observer.start()
+        self._thread = threading.Thread(target=self._loop, name="file-watch", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            woken = self._wake.wait(self._poll_interval)
+            if self._stopping.is_set():
+                return
+            if woken:
+                self._stopping.wait(DEBOUNCE_SECONDS)
+                self._wake.clear()
+            self.rescan()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+
+
+class _WakeOnEvent(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event) -> None:
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in ("opened", "closed_no_write"):
+            self._wake.set()

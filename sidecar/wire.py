@@ -1,0 +1,171 @@
+"""Sans-IO DNS message handling: bytes in, bytes out, no sockets and no clock.
+
+Two speeds live here. The slow path parses with dnslib and builds replies from an `Answer`.
+The fast path (`question_key`, `patch_reply`) reads only the header and question by hand, so
+a packet-cache hit never touches dnslib."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSError, DNSHeader, DNSRecord
+
+from .errors import MalformedQuery
+from .outcome import Answer
+
+HEADER = struct.Struct("!HHHHHH")
+OUR_UDP_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation on every common path
+MIN_UDP_SIZE = 512
+DO_BIT = 0x8000
+_QR, _OPCODE_MASK, _TC = 0x8000, 0x7800, 0x0200
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionKey:
+    """A normalized query (ID dropped, name lower-cased, EDNS reduced to size and DO bit) and
+    where its question section ends, so a cached reply can take the asker's bytes back."""
+
+    key: bytes
+    question_end: int
+
+
+def question_key(data: bytes) -> QuestionKey | None:
+    """The packet-cache key of a plain query, or None when the packet needs the full parser
+    (not a query, several questions, compression in the question, other additional records)."""
+    if len(data) < 17:
+        return None
+    flags, qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHHH", data, 2)
+    if flags & (_QR | _OPCODE_MASK) or qdcount != 1 or ancount or nscount or arcount > 1:
+        return None
+    pos, end = 12, len(data)
+    while True:
+        if pos >= end:
+            return None
+        length = data[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        pos += length + 1
+    qend = pos + 5
+    if qend > end:
+        return None
+    if arcount == 0:
+        return QuestionKey(data[2:12] + data[12:qend].lower(), qend) if qend == end else None
+    # Exactly one additional record: it must be a root-owned OPT; keep size and DO bit only.
+    if end < qend + 11 or data[qend] != 0 or data[qend + 1 : qend + 3] != b"\x00\x29":
+        return None
+    edns = data[qend + 3 : qend + 5] + bytes((data[qend + 7] & 0x80, data[qend + 6]))
+    return QuestionKey(data[2:12] + data[12:qend].lower() + edns, qend)
+
+
+def patch_reply(cached: bytes, query: bytes, question_end: int) -> bytes:
+    """A cached reply made the asker's own: its ID and its question bytes (the case it used)."""
+    return query[:2] + cached[2:12] + query[12:question_end] + cached[question_end:]
+
+
+def parse_query(data: bytes) -> DNSRecord:
+    """Parse a query or raise `MalformedQuery` saying whether (and how) to answer it."""
+    if len(data) < 12:
+        raise MalformedQuery("shorter than a DNS header", None)
+    _, flags, qdcount, *_ = HEADER.unpack_from(data)
+    if flags & _QR:
+        raise MalformedQuery("a response, not a query", None)
+    if (flags & _OPCODE_MASK) >> 11 != OPCODE.QUERY:
+        raise MalformedQuery("opcode not implemented", RCODE.NOTIMP)
+    if qdcount != 1:
+        raise MalformedQuery(f"{qdcount} questions (exactly one is allowed)", RCODE.FORMERR)
+    try:
+        request = DNSRecord.parse(data)
+    except (DNSError, ValueError, IndexError, UnicodeError, struct.error) as exc:
+        raise MalformedQuery(f"unparseable: {exc}", RCODE.FORMERR) from None
+    opts = [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
+    if len(opts) > 1 or (opts and str(opts[0].rname) != "."):
+        raise MalformedQuery("bad OPT record", RCODE.FORMERR)
+    return request
+
+
+def error_reply(data: bytes, rcode: int) -> bytes:
+    """A header-only reply (ID, opcode and RD echoed) for a query we will not parse further."""
+    qid, flags, *_ = HEADER.unpack_from(data)
+    flags = _QR | (flags & (_OPCODE_MASK | 0x0100)) | 0x0080 | rcode
+    return HEADER.pack(qid, flags, 0, 0, 0, 0)
+
+
+def client_opt(request: DNSRecord) -> RR | None:
+    return next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+
+
+def dnssec_ok(request: DNSRecord) -> bool:
+    opt = client_opt(request)
+    return bool(opt and opt.ttl & DO_BIT)
+
+
+def udp_limit(request: DNSRecord) -> int:
+    """Largest UDP reply this client can take: its EDNS size, never below 512 nor above ours."""
+    opt = client_opt(request)
+    if opt is None:
+        return MIN_UDP_SIZE
+    return max(MIN_UDP_SIZE, min(opt.rclass, OUR_UDP_SIZE))
+
+
+def build_reply(request: DNSRecord, answer: Answer, limit: int | None) -> bytes:
+    """Pack `answer` as the reply to `request`; over `limit` bytes, a TC reply with no records
+    (RFC 2181 9: the client retries over TCP rather than use a partial set)."""
+    header = DNSHeader(id=request.header.id, qr=1, aa=int(answer.authoritative), ra=1,
+                       rd=request.header.rd, cd=request.header.cd, rcode=answer.rcode & 0xF)
+    reply = DNSRecord(header, q=request.q)
+    reply.rr.extend(answer.answer)
+    reply.auth.extend(answer.authority)
+    reply.ar.extend(rr for rr in answer.additional if rr.rtype != QTYPE.OPT)
+    opt = client_opt(request)
+    if opt is not None:
+        reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags="do" if opt.ttl & DO_BIT else ""))
+    packed = reply.pack()
+    if limit is None or len(packed) <= limit:
+        return packed
+    reply.header.tc = 1
+    reply.rr, reply.auth = [], []
+    reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+    return reply.pack()
+
+
+def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
+    """(offset, ttl) of every TTL field in a packed message except OPT's, so a cached copy can
+    count its TTLs down without being parsed again."""
+    _, _, qd, an, ns, ar = HEADER.unpack_from(message)
+    pos = 12
+    for _ in range(qd):
+        pos = _skip_name(message, pos) + 4
+    found: list[tuple[int, int]] = []
+    for _ in range(an + ns + ar):
+        pos = _skip_name(message, pos)
+        rtype, _, ttl, rdlength = struct.unpack_from("!HHIH", message, pos)
+        if rtype != QTYPE.OPT:
+            found.append((pos + 4, ttl))
+        pos += 10 + rdlength
+    return found
+
+
+def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:
+    """A copy of `message` with each TTL lowered by `elapsed` seconds (never below zero)."""
+    patched = bytearray(message)
+    for offset, ttl in offsets:
+        struct.pack_into("!I", patched, offset, max(0, ttl - elapsed))
+    return bytes(patched)
+
+
+def _skip_name(message: bytes, pos: int) -> int:
+    while True:
+        length = message[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        pos += length + 1
+
+
+def frame(message: bytes) -> bytes:
+    """TCP framing (RFC 1035 4.2.2): a two-byte length before each message."""
+    return struct.pack("!H", len(message)) + message

@@ -1,0 +1,221 @@
+"""The immutable in-memory zone: built once from every source's records, then only read.
+
+All the indexing work (owned origins, empty non-terminals, wildcard owners, view networks) is
+done in `Zone.build`, so a lookup is a handful of dict hits. A lookup returns the same values a
+plug-in resolver does: an `Answer`, a `Forward` (a CNAME left our data), or `None` (not ours)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dnslib import QTYPE, RCODE, RR, DNSBuffer
+
+from .outcome import Answer, Forward, Outcome, Query
+from .records import ZoneRecord, is_subdomain, normalize_name, parent_name
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+RRsets = dict[int, tuple[ZoneRecord, ...]]
+MAX_CNAME_CHAIN = 16
+_GLUE_TYPES = {QTYPE.MX: "label", QTYPE.SRV: "target", QTYPE.NS: "label"}
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """What one source contributes: its records, and the view networks it knows about."""
+
+    records: tuple[ZoneRecord, ...] = ()
+    views: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
+
+
+def _rdata_key(record: ZoneRecord) -> bytes:
+    buf = DNSBuffer()
+    record.rdata.pack(buf)
+    return bytes(buf.data)
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """A snapshot. `nodes` maps a name to its records per view (None = everyone else)."""
+
+    nodes: Mapping[str, Mapping[str | None, RRsets]]
+    empty_nonterminals: frozenset[str]
+    soa_by_origin: Mapping[str, ZoneRecord]
+    view_networks: tuple[tuple[Network, str], ...]
+    records: tuple[ZoneRecord, ...]
+    generation: int = 0
+
+    @classmethod
+    def empty(cls) -> Zone:
+        return cls({}, frozenset(), {}, (), (), 0)
+
+    @classmethod
+    def build(cls, fragments: Mapping[str, Fragment], generation: int = 0) -> tuple[Zone, list[str]]:
+        """Merge fragments (keyed by source) into a zone; return it with the conflicts found.
+
+        A zonefile with an SOA owns its origin: records other sources put under it are dropped
+        (the zonefile wins). Identical records from two sources are kept once; different
+        addresses for one name from several sources are all kept (round-robin)."""
+        warnings: list[str] = []
+        soa_owner: dict[str, str] = {}
+        soa_by_origin: dict[str, ZoneRecord] = {}
+        for key, fragment in fragments.items():
+            for rec in fragment.records:
+                if rec.rtype == QTYPE.SOA:
+                    if rec.name in soa_owner and soa_owner[rec.name] != key:
+                        warnings.append(f"{rec.origin}: zone {rec.name} already owned by "
+                                        f"{soa_by_origin[rec.name].origin}; SOA ignored")
+                        continue
+                    soa_owner[rec.name] = key
+                    soa_by_origin[rec.name] = rec
+        owned = sorted(soa_owner, key=len, reverse=True)
+
+        kept: list[ZoneRecord] = []
+        seen: set[tuple[str, int, str | None, bytes]] = set()
+        for key, fragment in fragments.items():
+            for rec in fragment.records:
+                origin = next((o for o in owned if is_subdomain(rec.name, o)), None)
+                if origin is not None and soa_owner[origin] != key:
+                    warnings.append(f"{rec.origin}: {rec.name} is inside zone {origin} owned by "
+                                    f"{soa_by_origin[origin].origin}; the zonefile wins")
+                    continue
+                if rec.rtype == QTYPE.SOA and soa_by_origin.get(rec.name) is not rec:
+                    continue
+                ident = (rec.name, rec.rtype, rec.view, _rdata_key(rec))
+                if ident not in seen:
+                    seen.add(ident)
+                    kept.append(rec)
+
+        grouped: dict[str, dict[str | None, dict[int, list[ZoneRecord]]]] = {}
+        for rec in kept:
+            grouped.setdefault(rec.name, {}).setdefault(rec.view, {}).setdefault(rec.rtype, []).append(rec)
+        nodes = {name: {view: {t: tuple(rs) for t, rs in types.items()} for view, types in by_view.items()}
+                 for name, by_view in grouped.items()}
+        for name, by_view in nodes.items():
+            for types in by_view.values():
+                if QTYPE.CNAME in types and len(types) > 1:
+                    warnings.append(f"{types[QTYPE.CNAME][0].origin}: {name} has a CNAME and other "
+                                    "data; the CNAME is answered")
+
+        ents: set[str] = set()
+        for name in nodes:
+            parent = parent_name(name)
+            while parent is not None and parent not in nodes and parent not in ents:
+                ents.add(parent)
+                parent = parent_name(parent)
+
+        networks = [(net, view) for frag in fragments.values() for view, nets in frag.views.items()
+                    for net in nets]
+        networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
+        return cls(nodes, frozenset(ents), soa_by_origin, tuple(networks), tuple(kept), generation), warnings
+
+    # -- questions about the zone ---------------------------------------------------------
+
+    @property
+    def origins(self) -> tuple[str, ...]:
+        return tuple(self.soa_by_origin)
+
+    def views_of(self, client: str) -> tuple[str, ...]:
+        """The views a client address belongs to, most specific network first."""
+        if not self.view_networks:
+            return ()
+        try:
+            address = ipaddress.ip_address(client.split("%", 1)[0])
+        except ValueError:
+            return ()
+        found: list[str] = []
+        for net, view in self.view_networks:
+            if net.version == address.version and address in net and view not in found:
+                found.append(view)
+        return tuple(found)
+
+    def owning_origin(self, name: str) -> str | None:
+        """The closest zone origin (from an SOA) at or above `name`, if any."""
+        while name is not None:
+            if name in self.soa_by_origin:
+                return name
+            name = parent_name(name)
+        return None
+
+    # -- lookup -----------------------------------------------------------------------------
+
+    def lookup(self, query: Query) -> Outcome:
+        """Resolve from local data: Answer, Forward (CNAME target not ours), or None (not ours)."""
+        origin = self.owning_origin(query.key)
+        return self._resolve(query.key, query.name, query.qtype, query.views, origin is not None, [], set())
+
+    def _rrsets(self, name: str) -> Mapping[str | None, RRsets] | None:
+        node = self.nodes.get(name)
+        if node is not None or name in self.empty_nonterminals:
+            return node if node is not None else {}
+        # RFC 4592: the closest encloser's wildcard stands in for a name that does not exist.
+        encloser = parent_name(name)
+        while encloser is not None and encloser not in self.nodes and encloser not in self.empty_nonterminals:
+            encloser = parent_name(encloser)
+        if encloser is None:
+            return None
+        return self.nodes.get("*." + encloser if encloser != "." else "*.")
+
+    @staticmethod
+    def _for_views(node: Mapping[str | None, RRsets], views: tuple[str, ...]) -> RRsets:
+        if len(node) == 1 and None in node:
+            return node[None]
+        merged = dict(node.get(None, {}))
+        for view in reversed(views):
+            merged.update(node.get(view, {}))
+        return merged
+
+    def _resolve(self, name: str, owner: str, qtype: int, views: tuple[str, ...], authoritative: bool,
+                 chain: list[RR], seen: set[str]) -> Outcome:
+        origin = self.owning_origin(name)
+        node = self._rrsets(name)
+        if node is None or not self._for_views(node, views):
+            if origin is None:
+                return Forward(name=name, prefix=tuple(chain)) if chain else None
+            if node is None:
+                return self._negative(RCODE.NXDOMAIN, origin, chain, authoritative)
+            return self._negative(RCODE.NOERROR, origin, chain, authoritative)
+        rrsets = self._for_views(node, views)
+        if QTYPE.CNAME in rrsets and qtype != QTYPE.CNAME:
+            cname = rrsets[QTYPE.CNAME][0]
+            chain.append(cname.to_rr(owner))
+            target = normalize_name(str(cname.rdata.label))
+            if target in seen or len(chain) > MAX_CNAME_CHAIN:
+                return Answer(RCODE.SERVFAIL, tuple(chain), source="local")
+            seen.add(name)
+            return self._resolve(target, target, qtype, views, authoritative, chain, seen)
+        if qtype == QTYPE.ANY:  # RFC 8482: one RRset is a complete answer to ANY
+            records = next(iter(rrsets.values()))
+        else:
+            records = rrsets.get(qtype)
+        if not records:
+            return self._negative(RCODE.NOERROR, origin, chain, authoritative)
+        answer = chain + [rec.to_rr(owner) for rec in records]
+        return Answer(answer=tuple(answer), additional=self._glue(records, views),
+                      authoritative=authoritative, cache_for=None, source="local")
+
+    def _glue(self, records: Sequence[ZoneRecord], views: tuple[str, ...]) -> tuple[RR, ...]:
+        """Addresses of MX, SRV and NS targets we hold, so clients need not ask again."""
+        attr = _GLUE_TYPES.get(records[0].rtype)
+        if attr is None:
+            return ()
+        glue: list[RR] = []
+        for rec in records:
+            target = normalize_name(str(getattr(rec.rdata, attr)))
+            node = self.nodes.get(target)
+            if node:
+                rrsets = self._for_views(node, views)
+                for rtype in (QTYPE.A, QTYPE.AAAA):
+                    glue.extend(r.to_rr() for r in rrsets.get(rtype, ()))
+        return tuple(glue)
+
+    def _negative(self, rcode: int, origin: str | None, chain: list[RR], authoritative: bool) -> Answer:
+        """NXDOMAIN or NODATA; with the SOA (TTL capped by its minimum, RFC 2308) when owned."""
+        authority: tuple[RR, ...] = ()
+        if origin is not None:
+            soa = self.soa_by_origin[origin]
+            authority = (RR(soa.name, QTYPE.SOA, ttl=min(soa.ttl, soa.rdata.times[-1]), rdata=soa.rdata),)
+        return Answer(rcode, tuple(chain), authority, authoritative=authoritative, cache_for=None,
+                      source="local")
+

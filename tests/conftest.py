@@ -1,0 +1,146 @@
+"""Shared fixtures: real daemons on loopback, each started with its output in a file and stopped
+by its pid in teardown, even when the test fails."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(family, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def query(host: str, port: int, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 3.0,
+          source: str | None = None, **make_kwargs) -> dns.message.Message:
+    """One query with dnspython (a client nobody here wrote)."""
+    msg = dns.message.make_query(name, rdtype, **make_kwargs)
+    send = dns.query.tcp if tcp else dns.query.udp
+    kwargs = {"source": source} if source else {}
+    return send(msg, host, port=port, timeout=timeout, **kwargs)
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until `predicate()` is truthy (returned) or fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}" + (f": {last_exc}" if last_exc else ""))
+
+
+@dataclass
+class Daemon:
+    """A process started by a fixture: output in `log`, stopped by pid."""
+
+    proc: subprocess.Popen
+    log: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+    def query(self, name: str, rdtype: str = "A", **kwargs) -> dns.message.Message:
+        return query(self.host, self.port, name, rdtype, **kwargs)
+
+
+def start_daemon(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    handle = log.open("ab")
+    try:
+        return subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def dnsmasq(tmp_path_factory) -> Iterator:
+    """Factory: `dnsmasq(host="127.0.0.2", args=[...])` starts a real dnsmasq that never forwards."""
+    started: list[Daemon] = []
+
+    def start(host: str = "127.0.0.2", args: list[str] = (), ttl: int = 300) -> Daemon:
+        port = free_port(host)
+        log = tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"
+        argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", f"--port={port}",
+                f"--listen-address={host}", "--bind-interfaces", "--user=root", f"--local-ttl={ttl}",
+                "--log-facility=-", "--pid-file=", *args]
+        daemon = Daemon(start_daemon(argv, log), log, host, port)
+        started.append(daemon)
+        wait_for(lambda: daemon.proc.poll() is None and query(host, port, "probe.invalid", timeout=0.5),
+                 what=f"dnsmasq on {host}:{port}")
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def sidecar(tmp_path_factory) -> Iterator:
+    """Factory: `sidecar("--zonefile", path, ...)` runs `python -m sidecar serve` on a free loopback
+    port (with --no-docker unless `docker=True`) and waits until it answers."""
+    started: list[Daemon] = []
+
+    def start(*args: str, host: str = "127.0.0.1", docker: bool = False, env: dict | None = None,
+              ready: bool = True) -> Daemon:
+        port = free_port(host)
+        log = tmp_path_factory.mktemp("sidecar") / "sidecar.log"
+        listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        argv = [sys.executable, "-m", "sidecar", "serve", "--listen", listen, "--log-level", "debug",
+                *(() if docker else ("--no-docker",)), *map(str, args)]
+        full_env = {**os.environ, **(env or {})}
+        daemon = Daemon(start_daemon(argv, log, full_env), log, host, port)
+        started.append(daemon)
+        if ready:
+            wait_for(lambda: "listening on" in daemon.log_text() or daemon.proc.poll() is not None,
+                     what=f"sidecar on {listen}")
+            assert daemon.proc.poll() is None, daemon.log_text()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
