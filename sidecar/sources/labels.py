@@ -1,0 +1,247 @@
+"""Pure: one container's `docker inspect` data -> the records and view networks it contributes.
+
+No Docker SDK and no I/O here, so every naming rule is tested with plain dicts. A malformed label
+value is reported as a problem (naming the container) and skipped; the container's other names
+still count. The split horizon is encoded in the records' `view`: one set of addresses per Docker
+network the container is on (for clients inside that network), and one set with `view=None` for
+everyone else (the host view), chosen deterministically."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnslib import AAAA, PTR, QTYPE, A
+
+from ..records import ZoneRecord, normalize_name
+from ..reverse import ptr_name
+from ..zone import Fragment, Network
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+DEFAULT_TTL = 10  # short: a container's address changes whenever it is recreated
+MAX_TTL = 2**31 - 1
+ENABLE_LABEL = "dns-sidecar.enable"
+NAMES_LABEL = "dns-sidecar.names"
+TTL_LABEL = "dns-sidecar.ttl"
+HOST_ADDRESS_LABEL = "dns-sidecar.host-address"
+NETWORK_LABEL = "dns-sidecar.network"
+# Labels of other Docker DNS tools, read so existing compose files work unchanged.
+PEER_NAME_LABELS = ("com.dnsdock.alias", "coredns.dockerdiscovery.host")
+PEER_NAME_ENV = "HOSTNAMES"  # dns-proxy-server
+COMPOSE_SERVICE = "com.docker.compose.service"
+COMPOSE_PROJECT = "com.docker.compose.project"
+
+_LABEL_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+@dataclass(frozen=True, slots=True)
+class NameRules:
+    """The flags that shape container names: `--domain`, `--docker-opt-in`, `--host-address`."""
+
+    domains: tuple[str, ...] = ("docker.",)
+    opt_in: bool = False
+    host_address: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One network a container is on, with its addresses there and the subnets they lie in."""
+
+    network: str
+    addresses: tuple[Address, ...]
+    subnets: tuple[Network, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecords:
+    """The result for one container: what goes into the store, and what was wrong with it."""
+
+    container: str
+    fragment: Fragment = field(default_factory=Fragment)
+    problems: tuple[str, ...] = ()
+
+
+def parse_dns_name(raw: str, wildcard: bool = True) -> str:
+    """Validate and normalize one absolute name (`*.` first label allowed); ValueError says why."""
+    text = raw.strip()
+    if not text:
+        raise ValueError("empty name")
+    name = normalize_name(text)
+    if len(name) > 254:
+        raise ValueError("longer than 253 characters")
+    labels = name[:-1].split(".")
+    for index, label in enumerate(labels):
+        if label == "*" and index == 0 and wildcard and len(labels) > 1:
+            continue
+        if not label:
+            raise ValueError("empty label")
+        if not _LABEL_RE.match(label):
+            raise ValueError(f"bad label {label!r}")
+    return name
+
+
+def attachments(info: Mapping[str, Any]) -> list[Attachment]:
+    """The networks where the container has an address, in network-name order."""
+    networks = ((info.get("NetworkSettings") or {}).get("Networks")) or {}
+    found: list[Attachment] = []
+    for network in sorted(networks):
+        settings = networks[network] or {}
+        addresses: list[Address] = []
+        subnets: list[Network] = []
+        for addr_key, len_key in (("IPAddress", "IPPrefixLen"), ("GlobalIPv6Address", "GlobalIPv6PrefixLen")):
+            address = settings.get(addr_key)
+            if not address:
+                continue
+            interface = ipaddress.ip_interface(f"{address}/{settings.get(len_key) or 0}")
+            addresses.append(interface.ip)
+            if settings.get(len_key):
+                subnets.append(interface.network)
+        if addresses:
+            found.append(Attachment(network, tuple(addresses), tuple(subnets)))
+    return found
+
+
+class _Reader:
+    """Reads one container's labels and env, collecting problems instead of raising."""
+
+    def __init__(self, container: str, labels: Mapping[str, str], env: Iterable[str]) -> None:
+        self.container = container
+        self.labels = labels
+        self.env = dict(item.split("=", 1) for item in env if "=" in item)
+        self.problems: list[str] = []
+
+    def problem(self, where: str, value: str, reason: str) -> None:
+        self.problems.append(f"container {self.container}: {where}={value!r}: {reason}; skipped")
+
+    def flag(self, label: str) -> bool | None:
+        raw = self.labels.get(label)
+        if raw is None:
+            return None
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        self.problem(f"label {label}", raw, "expected true or false")
+        return None
+
+    def ttl(self) -> int:
+        raw = self.labels.get(TTL_LABEL)
+        if raw is None:
+            return DEFAULT_TTL
+        try:
+            ttl = int(raw.strip())
+        except ValueError:
+            ttl = -1
+        if not 0 <= ttl <= MAX_TTL:
+            self.problem(f"label {TTL_LABEL}", raw, f"expected seconds (0..{MAX_TTL})")
+            return DEFAULT_TTL
+        return ttl
+
+    def name_list(self, where: str, raw: str | None) -> list[str]:
+        """Comma-separated absolute names; each bad one is reported and skipped alone."""
+        names: list[str] = []
+        for item in (raw or "").split(","):
+            if not item.strip():
+                continue
+            try:
+                names.append(parse_dns_name(item))
+            except ValueError as exc:
+                self.problem(where, item.strip(), str(exc))
+        return names
+
+    def addresses(self, label: str) -> list[Address]:
+        found: list[Address] = []
+        for item in (self.labels.get(label) or "").split(","):
+            if not item.strip():
+                continue
+            try:
+                found.append(ipaddress.ip_address(item.strip()))
+            except ValueError:
+                self.problem(f"label {label}", item.strip(), "not an IP address")
+        return found
+
+
+def _own_names(info: Mapping[str, Any], reader: _Reader, domains: tuple[str, ...]) -> list[str]:
+    """`<container>.<domain>`, `<service>.<project>.<domain>`, `<hostname>.<domainname>`."""
+    config = info.get("Config") or {}
+    labels = reader.labels
+    relative: list[tuple[str, str]] = [("container name", reader.container)]
+    if labels.get(COMPOSE_SERVICE) and labels.get(COMPOSE_PROJECT):
+        relative.append(("compose labels", f"{labels[COMPOSE_SERVICE]}.{labels[COMPOSE_PROJECT]}"))
+    names: list[str] = []
+    for where, value in relative:
+        for domain in domains:
+            try:
+                names.append(parse_dns_name(f"{value}.{domain}", wildcard=False))
+            except ValueError as exc:
+                reader.problem(where, value, str(exc))
+    if config.get("Domainname") and config.get("Hostname"):
+        fqdn = f"{config['Hostname']}.{config['Domainname']}"
+        try:
+            names.append(parse_dns_name(fqdn, wildcard=False))
+        except ValueError as exc:
+            reader.problem("hostname.domainname", fqdn, str(exc))
+    return names
+
+
+def _host_view(reader: _Reader, rules: NameRules, nets: list[Attachment]) -> tuple[Address, ...]:
+    """The addresses clients outside the container's networks get: the label, else
+    --host-address, else the labelled network, else the first network by name. Never random."""
+    labelled = reader.addresses(HOST_ADDRESS_LABEL)
+    if labelled:
+        return tuple(labelled)
+    if rules.host_address:
+        return tuple(ipaddress.ip_address(a) for a in rules.host_address)
+    wanted = reader.labels.get(NETWORK_LABEL)
+    if wanted is not None:
+        chosen = next((att for att in nets if att.network == wanted.strip()), None)
+        if chosen is not None:
+            return chosen.addresses
+        reader.problem(f"label {NETWORK_LABEL}", wanted, "the container has no address on that network")
+    return nets[0].addresses if nets else ()
+
+
+def _address_record(name: str, address: Address, ttl: int, origin: str, view: str | None) -> ZoneRecord:
+    if address.version == 4:
+        return ZoneRecord(name, QTYPE.A, ttl, A(str(address)), origin, view)
+    return ZoneRecord(name, QTYPE.AAAA, ttl, AAAA(str(address)), origin, view)
+
+
+def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRecords:
+    """Everything one container contributes; an empty fragment when it is stopped or opted out."""
+    container = (info.get("Name") or "").lstrip("/") or str(info.get("Id", "?"))[:12]
+    config = info.get("Config") or {}
+    reader = _Reader(container, config.get("Labels") or {}, config.get("Env") or ())
+    enabled = reader.flag(ENABLE_LABEL)
+    running = bool((info.get("State") or {}).get("Running"))
+    if not running or enabled is False or (rules.opt_in and enabled is not True):
+        return ContainerRecords(container, problems=tuple(reader.problems))
+
+    ttl = reader.ttl()
+    names = _own_names(info, reader, rules.domains)
+    names += reader.name_list(f"label {NAMES_LABEL}", reader.labels.get(NAMES_LABEL))
+    for label in PEER_NAME_LABELS:
+        names += reader.name_list(f"label {label}", reader.labels.get(label))
+    names += reader.name_list(f"env {PEER_NAME_ENV}", reader.env.get(PEER_NAME_ENV))
+    names = list(dict.fromkeys(names))
+
+    nets = attachments(info)
+    host = _host_view(reader, rules, nets)
+    origin = f"container {container}"
+    records: list[ZoneRecord] = []
+    for name in names:
+        records += [_address_record(name, address, ttl, origin, None) for address in host]
+        for att in nets:
+            records += [_address_record(name, address, ttl, origin, att.network) for address in att.addresses]
+    targets = [name for name in names if not name.startswith("*.")]
+    for att in nets:
+        for address in att.addresses:
+            records += [ZoneRecord(ptr_name(address), QTYPE.PTR, ttl, PTR(t), origin) for t in targets]
+    views = {att.network: att.subnets for att in nets if att.subnets}
+    return ContainerRecords(container, Fragment(tuple(records), views), tuple(reader.problems))
