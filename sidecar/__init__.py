@@ -6,7 +6,7 @@ to `serve(resolvers=[...])`; they run before the local zone, in order."""
 
 __version__ = "0.1.0"
 
-from .app import Sidecar, serve  # noqa: E402
-from .outcome import NXDOMAIN, REFUSED, Answer, Forward, Found, Query, Resolver  # noqa: E402
+from .app import Sidecar, serve
+from .outcome import NXDOMAIN, REFUSED, Answer, Forward, Found, Query, Resolver
 
 __all__ = ["NXDOMAIN", "REFUSED", "Answer", "Forward", "Found", "Query", "Resolver", "Sidecar", "serve"]

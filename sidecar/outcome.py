@@ -62,7 +62,7 @@ Outcome = Answer | Forward | None
 Resolver = Callable[[Query], "Outcome | Awaitable[Outcome]"]
 
 
-def Found(*records: RR | str, ttl: int = 60) -> Answer:  # noqa: N802 - reads as a constructor
+def Found(*records: RR | str, ttl: int = 60) -> Answer:
     """Convenience for plug-ins: `Found("x.test. 60 IN A 192.0.2.1")` or `Found(rr, ...)`.
     Strings are zonefile lines with absolute names; `ttl` applies when a line has none."""
     rrs: list[RR] = []

@@ -185,10 +185,8 @@ class Zone:
                 return Answer(RCODE.SERVFAIL, tuple(chain), source="local")
             seen.add(name)
             return self._resolve(target, target, qtype, views, authoritative, chain, seen)
-        if qtype == QTYPE.ANY:  # RFC 8482: one RRset is a complete answer to ANY
-            records = next(iter(rrsets.values()))
-        else:
-            records = rrsets.get(qtype)
+        # RFC 8482: one RRset is a complete answer to ANY.
+        records = next(iter(rrsets.values())) if qtype == QTYPE.ANY else rrsets.get(qtype)
         if not records:
             return self._negative(RCODE.NOERROR, origin, chain, authoritative)
         answer = chain + [rec.to_rr(owner) for rec in records]

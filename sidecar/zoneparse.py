@@ -142,7 +142,7 @@ def _rdata(rtype: str, fields: list[str], origin: str | None, where: str, lineno
             plain = [plain[0], plain[1], '"' + plain[2] + '"']
         rdata = RDMAP.get(rtype).fromZone(plain, DNSLabel(origin or ""))
         rdata.pack(DNSBuffer())  # range and length checks dnslib only does when packing
-    except Exception as exc:  # noqa: BLE001 - any parse failure becomes a located error
+    except Exception as exc:
         raise ZoneSyntaxError(where, lineno, f"bad {rtype} data {' '.join(plain)!r}: {exc}") from None
     return rdata
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,14 @@ import dns.rdatatype
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every sidecar a test starts (fixture or not) inherits a resolv.conf naming a loopback
+    address where nothing listens, so no test can ever forward to the machine's own resolver."""
+    safe = Path(tempfile.mkdtemp(prefix="dns-sidecar-tests-")) / "resolv.conf"
+    safe.write_text("nameserver 127.0.0.254\n")
+    os.environ["DNS_SIDECAR_RESOLV_CONF"] = str(safe)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -55,7 +64,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str
             value = predicate()
             if value:
                 return value
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+        except Exception as exc:
             last_exc = exc
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}" + (f": {last_exc}" if last_exc else ""))
@@ -130,8 +139,9 @@ def sidecar(tmp_path_factory) -> Iterator:
         port = free_port(host)
         log = tmp_path_factory.mktemp("sidecar") / "sidecar.log"
         listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        args = tuple(map(str, args))
         argv = [sys.executable, "-m", "sidecar", "serve", "--listen", listen, "--log-level", "debug",
-                *(() if docker else ("--no-docker",)), *map(str, args)]
+                *(() if docker else ("--no-docker",)), *args]
         full_env = {**os.environ, **(env or {})}
         daemon = Daemon(start_daemon(argv, log, full_env), log, host, port)
         started.append(daemon)

@@ -1,0 +1,106 @@
+"""Zonefiles and hosts files watched on disk, through the running server: atomic saves, in-place
+writes, new files in a watched directory, broken files (last good keeps serving), vanished files."""
+
+import os
+
+import dns.rcode
+import pytest
+from conftest import wait_for
+
+ZONE = """$ORIGIN live.test.
+$TTL 60
+@ SOA ns admin 1 3600 600 86400 30
+web A {address}
+"""
+
+
+def address_of(server, name: str) -> str | None:
+    reply = server.query(name)
+    return reply.answer[0][0].to_text() if reply.rcode() == dns.rcode.NOERROR and reply.answer else None
+
+
+@pytest.fixture
+def zonedir(tmp_path):
+    directory = tmp_path / "zones"
+    directory.mkdir()
+    (directory / "live.test.zone").write_text(ZONE.format(address="192.0.2.1"))
+    return directory
+
+
+def atomic_save(path, text):
+    """What vim, VS Code and most editors do: write a temp file, then rename it over."""
+    tmp = path.with_name("." + path.name + ".swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_atomic_save_is_picked_up(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir, "--poll-interval", "30")  # events only: polling too slow to matter
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    atomic_save(zonedir / "live.test.zone", ZONE.format(address="192.0.2.2"))
+    wait_for(lambda: address_of(server, "web.live.test") == "192.0.2.2", what="reload after atomic save")
+
+
+def test_in_place_write_is_picked_up(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir / "live.test.zone", "--poll-interval", "30")
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    with open(zonedir / "live.test.zone", "r+") as handle:  # same inode, as through a bind mount
+        handle.write(ZONE.format(address="192.0.2.3"))
+    wait_for(lambda: address_of(server, "web.live.test") == "192.0.2.3", what="reload after in-place write")
+
+
+def test_polling_catches_what_events_miss(sidecar, tmp_path, zonedir):
+    # A hosts file in a directory that is not being written through this process's view still
+    # changes mtime/size: the poll alone must notice (a short interval keeps the test quick).
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.40 polled.test\n")
+    server = sidecar("--hosts", hosts, "--poll-interval", "0.2")
+    assert address_of(server, "polled.test") == "192.0.2.40"
+    hosts.write_text("192.0.2.41 polled.test\n")
+    wait_for(lambda: address_of(server, "polled.test") == "192.0.2.41", what="reload by polling")
+
+
+def test_new_file_in_watched_directory_is_loaded(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir)
+    assert address_of(server, "web.other.test") is None  # not ours yet: relayed, and no upstream answers
+    atomic_save(zonedir / "other.test.zone", "web 60 A 192.0.2.50\n")
+    wait_for(lambda: address_of(server, "web.other.test") == "192.0.2.50", what="new zonefile loaded")
+
+
+def test_broken_zonefile_keeps_last_good_and_logs_file_line(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir)
+    path = zonedir / "live.test.zone"
+    atomic_save(path, ZONE.format(address="192.0.2.1") + "broken A 300.1.1.1\n")
+    wait_for(lambda: f"{path}:5: bad A data '300.1.1.1'" in server.log_text(), what="error logged")
+    assert "last good version keeps serving" in server.log_text()
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    atomic_save(path, ZONE.format(address="192.0.2.9"))  # fixed: served again
+    wait_for(lambda: address_of(server, "web.live.test") == "192.0.2.9", what="fixed file reloaded")
+
+
+def test_vanished_file_keeps_its_records_until_it_returns(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir)
+    path = zonedir / "live.test.zone"
+    path.unlink()
+    wait_for(lambda: "gone or not a regular file; its last records keep serving" in server.log_text(),
+             what="warning for the vanished file")
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    path.write_text(ZONE.format(address="192.0.2.7"))
+    wait_for(lambda: address_of(server, "web.live.test") == "192.0.2.7", what="file back")
+
+
+def test_file_replaced_by_a_directory_keeps_last_records(sidecar, zonedir):
+    path = zonedir / "live.test.zone"
+    server = sidecar("--zonefile", path)
+    path.unlink()
+    path.mkdir()
+    wait_for(lambda: "gone or not a regular file" in server.log_text(), what="warning")
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    assert server.proc.poll() is None
+
+
+def test_broken_file_at_start_is_logged_and_the_rest_serves(sidecar, zonedir):
+    (zonedir / "bad.test.zone").write_bytes(b"ok A 192.0.2.1\n\xff\xfe junk\n")
+    server = sidecar("--zonefile", zonedir)
+    wait_for(lambda: "bad.test.zone:2: not UTF-8 text" in server.log_text(), what="encoding error logged")
+    assert address_of(server, "web.live.test") == "192.0.2.1"

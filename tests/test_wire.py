@@ -1,0 +1,76 @@
+"""The sans-IO wire layer: bytes in, bytes or typed errors out."""
+
+import struct
+
+import pytest
+from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
+
+from sidecar.errors import MalformedQuery
+from sidecar.outcome import Answer
+from sidecar.wire import build_reply, error_reply, parse_query, udp_limit
+
+
+def packed_query(name="web.dev.test", qtype="A", edns: int | None = None, do=False) -> bytes:
+    q = DNSRecord.question(name, qtype)
+    if edns is not None:
+        q.add_ar(EDNS0(udp_len=edns, flags="do" if do else ""))
+    return q.pack()
+
+
+@pytest.mark.parametrize(("data", "rcode", "reason"), [
+    (b"\x12\x34", None, "shorter than a DNS header"),
+    (b"\x12\x34\x81\x80" + b"\x00\x01\x00\x00\x00\x00\x00\x00", None, "a response"),
+    (b"\x12\x34\x28\x00" + b"\x00\x01\x00\x00\x00\x00\x00\x00", RCODE.NOTIMP, "opcode"),  # UPDATE
+    (b"\x12\x34\x01\x00" + b"\x00\x00\x00\x00\x00\x00\x00\x00", RCODE.FORMERR, "0 questions"),
+    (b"\x12\x34\x01\x00" + b"\x00\x02\x00\x00\x00\x00\x00\x00", RCODE.FORMERR, "2 questions"),
+    (b"\x12\x34\x01\x00" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + b"\x03ab", RCODE.FORMERR, "unparseable"),
+    (b"\x12\x34\x01\x00" + b"\x00\x01\x00\x00\x00\x00\x00\x00" + b"\xc0\x0c\x00\x01\x00\x01", RCODE.FORMERR,
+     "unparseable"),  # a compression pointer to itself
+])
+def test_malformed_queries_are_classified(data, rcode, reason):
+    with pytest.raises(MalformedQuery) as caught:
+        parse_query(data)
+    assert caught.value.reply_rcode == rcode
+    assert reason in str(caught.value)
+
+
+def test_two_opt_records_are_formerr():
+    q = DNSRecord.question("a.test")
+    q.add_ar(EDNS0())
+    q.add_ar(EDNS0())
+    with pytest.raises(MalformedQuery, match="bad OPT"):
+        parse_query(q.pack())
+
+
+def test_error_reply_echoes_id_opcode_and_rd():
+    reply = error_reply(b"\xbe\xef\x01\x00" + bytes(8), RCODE.FORMERR)
+    qid, flags, *counts = struct.unpack("!6H", reply)
+    assert qid == 0xBEEF and flags & 0x8000 and flags & 0x0100 and flags & 0xF == RCODE.FORMERR
+    assert counts == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(("edns", "limit"), [(None, 512), (100, 512), (1232, 1232), (4096, 1232)])
+def test_udp_limit_follows_client_edns(edns, limit):
+    assert udp_limit(parse_query(packed_query(edns=edns))) == limit
+
+
+def test_reply_sets_flags_and_echoes_do_bit():
+    request = parse_query(packed_query(edns=1232, do=True))
+    answer = Answer(answer=(RR("web.dev.test", QTYPE.A, ttl=30, rdata=A("192.0.2.1")),),
+                    authoritative=True)
+    reply = DNSRecord.parse(build_reply(request, answer, 1232))
+    assert (reply.header.qr, reply.header.aa, reply.header.ra, reply.header.rd, reply.header.tc) == (1, 1, 1, 1, 0)
+    opt = next(rr for rr in reply.ar if rr.rtype == QTYPE.OPT)
+    assert opt.ttl & 0x8000  # DO echoed (RFC 3225)
+    assert str(reply.rr[0].rdata) == "192.0.2.1"
+
+
+def test_oversized_udp_reply_is_truncated_to_an_empty_tc_reply():
+    request = parse_query(packed_query(qtype="TXT"))
+    big = tuple(RR("web.dev.test", QTYPE.TXT, ttl=30, rdata=TXT("x" * 200)) for _ in range(5))
+    packed = build_reply(request, Answer(answer=big), udp_limit(request))
+    reply = DNSRecord.parse(packed)
+    assert len(packed) <= 512
+    assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.dev.test."
+    full = DNSRecord.parse(build_reply(request, Answer(answer=big), None))  # TCP: no limit
+    assert full.header.tc == 0 and len(full.rr) == 5

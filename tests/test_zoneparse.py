@@ -1,0 +1,110 @@
+"""The zonefile, hosts and --record parsers: every accepted form, and every error located."""
+
+import pytest
+from dnslib import QTYPE
+
+from sidecar.errors import ZoneSyntaxError
+from sidecar.zoneparse import parse_hosts, parse_record_line, parse_ttl, parse_zone
+
+ZONE = """\
+$ORIGIN dev.test.
+$TTL 1h
+@ IN SOA ns1 admin ( 1 3600   ; serial refresh
+        600 86400 60 )        ; retry expire minimum
+  IN NS ns1
+ns1 A 192.0.2.53
+Web 60 IN A 192.0.2.1
+    AAAA 2001:db8::1
+txt TXT "hello world" "semi;colon" "quote\\"d"
+*.wild CNAME web
+mx MX 10 mail.example.org.
+_http._tcp SRV 0 5 80 web
+caa CAA 0 issue "letsencrypt.org"
+1.2.0.192.in-addr.arpa. PTR web
+"""
+
+
+def test_every_supported_form():
+    records = parse_zone(ZONE, "dev.zone")
+    got = [(r.name, QTYPE[r.rtype], r.ttl, r.rdata.toZone(), r.origin) for r in records]
+    assert got == [
+        ("dev.test.", "SOA", 3600, "ns1.dev.test. admin.dev.test. 1 3600 600 86400 60", "dev.zone:3"),
+        ("dev.test.", "NS", 3600, "ns1.dev.test.", "dev.zone:5"),
+        ("ns1.dev.test.", "A", 3600, "192.0.2.53", "dev.zone:6"),
+        ("web.dev.test.", "A", 60, "192.0.2.1", "dev.zone:7"),
+        ("web.dev.test.", "AAAA", 3600, "2001:db8::1", "dev.zone:8"),
+        ("txt.dev.test.", "TXT", 3600, '"hello world" "semi;colon" "quote"d"', "dev.zone:9"),
+        ("*.wild.dev.test.", "CNAME", 3600, "web.dev.test.", "dev.zone:10"),
+        ("mx.dev.test.", "MX", 3600, "10 mail.example.org.", "dev.zone:11"),
+        ("_http._tcp.dev.test.", "SRV", 3600, "0 5 80 web.dev.test.", "dev.zone:12"),
+        ("caa.dev.test.", "CAA", 3600, '0 issue "letsencrypt.org"', "dev.zone:13"),
+        ("1.2.0.192.in-addr.arpa.", "PTR", 3600, "web.dev.test.", "dev.zone:14"),
+    ]
+    assert records[5].rdata.data == [b"hello world", b"semi;colon", b'quote"d']
+
+
+def test_origin_from_caller_when_file_has_none():
+    (record,) = parse_zone("www A 192.0.2.7", "x.zone", origin="example.test")
+    assert record.name == "www.example.test."
+
+
+@pytest.mark.parametrize(("text", "line", "reason"), [
+    ("web A 1.2.3", 1, "bad A data '1.2.3'"),
+    ("web A 192.0.2.1 5", 1, "A takes 1 field(s), got 2"),
+    ("web AAAA 192.0.2.1", 1, "bad AAAA data"),
+    ("\n\nweb 99999999999 A 192.0.2.1", 3, "TTL 99999999999 is over 2^31-1"),
+    ("web 5x A 192.0.2.1", 1, "bad TTL '5x'"),
+    ("web FOO x", 1, "unknown or unsupported record type 'FOO'"),
+    ("$INCLUDE other.zone", 1, "directive $INCLUDE is not supported"),
+    ("web MX ten mail", 1, "bad MX data"),
+    ("web CH A 192.0.2.1", 1, "class CH is not served"),
+    ("a..b A 192.0.2.1", 1, "bad name 'a..b'"),
+    ("x" * 64 + " A 192.0.2.1", 1, "bad name"),
+    ("web A", 1, "A takes 1 field(s), got 0"),
+    ("web", 1, "missing record type"),
+    ('t TXT "open', 1, "unterminated quoted string"),
+    ("@ SOA ns admin ( 1 2 3\n 4 5", 1, "'(' never closed"),
+    ("web A 192.0.2.1 )", 1, "')' without '('"),
+    ("  A 192.0.2.1", 1, "record without an owner name"),
+    ("web SRV 0 5 80", 1, "SRV takes 4 field(s), got 3"),
+])
+def test_errors_name_file_and_line(text, line, reason):
+    with pytest.raises(ZoneSyntaxError) as caught:
+        parse_zone(text, "bad.zone", origin="o.test")
+    assert caught.value.where == "bad.zone"
+    assert caught.value.line == line
+    assert reason in caught.value.reason
+    assert str(caught.value).startswith(f"bad.zone:{line}: ")
+
+
+def test_relative_name_needs_an_origin():
+    with pytest.raises(ZoneSyntaxError, match="relative name 'web' without \\$ORIGIN"):
+        parse_record_line("web 60 IN A 192.0.2.1")
+
+
+def test_record_line_is_one_absolute_record():
+    (record,) = parse_record_line("*.romcyber.com. 60 IN A 127.0.0.1")
+    assert (record.name, record.rtype, record.ttl, record.origin) == ("*.romcyber.com.", QTYPE.A, 60, "--record:1")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("300", 300), ("1h", 3600), ("1h30m", 5400), ("2W", 1209600)])
+def test_ttl_units(text, seconds):
+    assert parse_ttl(text) == seconds
+
+
+def test_hosts_file_gives_addresses_and_ptr():
+    records = parse_hosts("# comment\n192.0.2.1 a.test b  # tail\n2001:db8::2 six.test\n\n", "hosts")
+    got = {(r.name, QTYPE[r.rtype], str(r.rdata)) for r in records}
+    assert got == {
+        ("a.test.", "A", "192.0.2.1"), ("b.", "A", "192.0.2.1"),
+        ("1.2.0.192.in-addr.arpa.", "PTR", "a.test."),
+        ("six.test.", "AAAA", "2001:db8::2"),
+        ("2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", "PTR", "six.test."),
+    }
+
+
+@pytest.mark.parametrize(("text", "reason"), [("192.0.2.999 x.test", "bad address"),
+                                              ("192.0.2.1", "at least one name")])
+def test_hosts_errors(text, reason):
+    with pytest.raises(ZoneSyntaxError, match=reason):
+        parse_hosts(text, "hosts")
