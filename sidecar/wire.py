@@ -122,13 +122,13 @@ def build_reply(request: DNSRecord, answer: Answer, limit: int | None) -> bytes:
     opt = client_opt(request)
     if opt is not None:
         reply.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags="do" if opt.ttl & DO_BIT else ""))
-    packed = reply.pack()
+    packed = bytes(reply.pack())
     if limit is None or len(packed) <= limit:
         return packed
     reply.header.tc = 1
     reply.rr, reply.auth = [], []
     reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
-    return reply.pack()
+    return bytes(reply.pack())
 
 
 def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
