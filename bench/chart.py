@@ -1,0 +1,37 @@
+"""The PNG beside the JSON: queries/s and p50/p99 latency per workload, both servers side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SERVERS = (("ours", "dns-sidecar", "tab:blue"), ("dnsmasq", "dnsmasq", "tab:gray"))
+
+
+def draw(results: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["workloads"]
+    names = [row["workload"] for row in rows]
+    xs = range(len(rows))
+    fig, (qps, lat) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.38
+    for i, (key, label, color) in enumerate(SERVERS):
+        offset = [x + (i - 0.5) * width for x in xs]
+        qps.bar(offset, [row[f"{key}_qps"] / 1000 for row in rows], width, label=label, color=color)
+        lat.bar(offset, [row[f"{key}_p99_ms"] or 0 for row in rows], width, label=f"{label} p99", color=color,
+                alpha=0.45)
+        lat.bar(offset, [row[f"{key}_p50_ms"] or 0 for row in rows], width, label=f"{label} p50", color=color)
+    qps.set_title("queries/s (thousands), dnsperf -c 4")
+    lat.set_title("latency (ms) at 80% of dns-sidecar's max rate")
+    for axis in (qps, lat):
+        axis.set_xticks(list(xs), names)
+        axis.legend(fontsize=8)
+    fig.suptitle(results["machine"]["summary"], fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,104 @@
+"""Measurements taken inside a fresh Python process, printed as one JSON line.
+
+`memory N`: a running `Sidecar` (listeners, watcher, caches) holding the records of N containers,
+pushed through the Store API the way the Docker source does (one fragment per container, one
+resync); reports resident memory before and after.
+`zone-build N`: how long parsing an N-record zonefile and `Zone.build` take, the work done at
+swap time off the event loop."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import ipaddress
+import json
+import sys
+import time
+from pathlib import Path
+
+import uvloop
+from dnslib import PTR, QTYPE, A
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sidecar.app import Sidecar
+from sidecar.config import Config
+from sidecar.endpoint import Endpoint
+from sidecar.records import ZoneRecord
+from sidecar.sources.files import parse_file
+from sidecar.zone import Fragment, Zone
+
+NETWORKS = 50
+CONTAINER_TTL = 10
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def container_fragment(i: int) -> Fragment:
+    """What one container on one user network contributes: its name and compose name, each for its
+    network's clients and for the host view, and a PTR for its network address."""
+    net = f"net{i % NETWORKS}"
+    inside = f"10.{i % NETWORKS}.{i // 250 % 250}.{i % 250 + 1}"
+    outside = f"198.51.100.{i % 250 + 1}"
+    origin = f"container c{i}"
+    records = []
+    for name in (f"c{i}.docker.", f"svc{i}.proj{i // 4}.docker."):
+        records.append(ZoneRecord(name, QTYPE.A, CONTAINER_TTL, A(inside), origin, net))
+        records.append(ZoneRecord(name, QTYPE.A, CONTAINER_TTL, A(outside), origin, None))
+    reverse = ipaddress.ip_address(inside).reverse_pointer + "."
+    records.append(ZoneRecord(reverse, QTYPE.PTR, CONTAINER_TTL, PTR(f"c{i}.docker."), origin, None))
+    return Fragment(tuple(records), {net: (ipaddress.ip_network(f"10.{i % NETWORKS}.0.0/16"),)})
+
+
+async def memory(containers: int, upstream_port: int) -> dict:
+    config = Config(listen=(Endpoint("127.0.0.1", 0),), docker=False,
+                    upstreams=(Endpoint("127.0.0.1", upstream_port),))
+    sidecar = Sidecar(config)
+    await sidecar.start()
+    try:
+        gc.collect()
+        before = rss_mb()
+        started = time.perf_counter()
+        sidecar.store.put_many({f"docker:c{i}": container_fragment(i) for i in range(containers)},
+                               replace_prefix="docker:")
+        build_s = time.perf_counter() - started
+        gc.collect()
+        return {"containers": containers, "records": len(sidecar.store.zone.records),
+                "rss_before_mb": round(before, 1), "rss_mb": round(rss_mb(), 1), "build_s": round(build_s, 3)}
+    finally:
+        await sidecar.stop()
+
+
+def zone_build(path: Path) -> dict:
+    started = time.perf_counter()
+    records = parse_file(path, "zone")
+    parsed = time.perf_counter()
+    zone, _ = Zone.build({"file": Fragment(tuple(records))})
+    built = time.perf_counter()
+    return {"records": len(zone.records), "parse_s": round(parsed - started, 3),
+            "build_s": round(built - parsed, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="probe", required=True)
+    mem = sub.add_parser("memory")
+    mem.add_argument("containers", type=int)
+    mem.add_argument("--upstream-port", type=int, required=True, help="a loopback port (never asked)")
+    build = sub.add_parser("zone-build")
+    build.add_argument("zonefile", type=Path)
+    args = parser.parse_args()
+    if args.probe == "memory":
+        result = uvloop.run(memory(args.containers, args.upstream_port))
+    else:
+        result = zone_build(args.zonefile)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

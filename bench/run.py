@@ -1,0 +1,166 @@
+"""dns-sidecar beside dnsmasq, same data, same load, on loopback: `python3 bench/run.py [--quick]`.
+
+Needs `dnsperf` and `dnsmasq` on PATH (Debian: `apt-get install dnsperf dnsmasq-base`) and, for the
+chart, matplotlib (`pip install -e '.[bench]'`); it installs nothing. The two servers are run in
+turn (alternating, so drift on a shared machine hits both), and the table gives ratios: absolute
+figures move from run to run. Writes `latest.json` and `latest.png` to --out (bench/results)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import probes
+from daemons import HOST, Server, free_port, start_dnsmasq, start_sidecar
+from dataset import OVERRIDES, WORKLOADS, DataSet
+from dnsperf import dnsperf
+
+HERE = Path(__file__).resolve().parent
+EVENT_LATENCY = HERE / "event_latency.py"
+LATENCY_SHARE = 0.8  # latency is compared at 80% of our own max rate, where both keep up
+FULL = {"seconds": 8.0, "rounds": 2, "latency_seconds": 4.0, "records": 100_000, "containers": 10_000,
+        "idle_seconds": 5.0, "swap_seconds": 12.0}
+QUICK = {"seconds": 2.0, "rounds": 1, "latency_seconds": 1.0, "records": 20_000, "containers": 1_000,
+         "idle_seconds": 1.0, "swap_seconds": 6.0}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs and smaller data (well under a minute)")
+    parser.add_argument("--seconds", type=float, help="length of each dnsperf run at full load")
+    parser.add_argument("--rounds", type=int, help="alternating runs per server and workload (median kept)")
+    parser.add_argument("--latency-seconds", type=float, help="length of each fixed-rate latency run")
+    parser.add_argument("--records", type=int, help="names in the zonefile swapped in under load")
+    parser.add_argument("--containers", type=int, help="containers' records held for the memory row")
+    parser.add_argument("--idle-seconds", type=float, help="how long idle CPU is measured")
+    parser.add_argument("--swap-seconds", type=float, help="how long queries flow while the zonefile swaps")
+    parser.add_argument("--out", type=Path, default=HERE / "results", help="where latest.json/.png go")
+    parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    cores = len([line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("processor")])
+    dnsmasq = subprocess.run(["dnsmasq", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    summary = f"{cpu}, {cores} cores, Linux {platform.release()}, Python {platform.python_version()}, " \
+              f"{' '.join(dnsmasq.split()[:3])}"
+    return {"cpu": cpu, "cores": cores, "kernel": platform.release(), "python": platform.python_version(),
+            "dnsmasq": dnsmasq, "summary": summary}
+
+
+def compare(ours: Server, theirs: Server, queries: Path, args: argparse.Namespace) -> dict:
+    """Alternate full-load runs, then latency of both at 80% of our median rate."""
+    rates: dict[str, list[float]] = {"ours": [], "dnsmasq": []}
+    pair = [("ours", ours), ("dnsmasq", theirs)]
+    for round_ in range(args.rounds):
+        for key, server in pair if round_ % 2 == 0 else pair[::-1]:
+            rates[key].append(dnsperf(server.port, queries, args.seconds).qps)
+    row: dict = {key: statistics.median(values) for key, values in rates.items()}
+    row = {"ours_qps": round(row["ours"]), "dnsmasq_qps": round(row["dnsmasq"]),
+           "ratio": round(row["ours"] / row["dnsmasq"], 2) if row["dnsmasq"] else None,
+           "latency_rate": round(row["ours"] * LATENCY_SHARE)}
+    for key, server in pair:
+        run = dnsperf(server.port, queries, args.latency_seconds, row["latency_rate"])
+        row[f"{key}_p50_ms"] = _ms(run.percentile(50))
+        row[f"{key}_p99_ms"] = _ms(run.percentile(99))
+        row[f"{key}_lost"] = run.lost
+    return row
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def event_latency(quick: bool) -> dict | None:
+    """The Docker source's own benchmark, when it is there: it prints one JSON object last."""
+    if not EVENT_LATENCY.exists():
+        return None
+    argv = [sys.executable, str(EVENT_LATENCY), "--json", *(["--quick"] if quick else [])]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if result.returncode != 0:
+        return {"error": (result.stderr or result.stdout).strip().splitlines()[-1:]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> dict:
+    data = DataSet(workdir)
+    data.write()
+    servers: list[Server] = []
+    try:
+        upstream = start_dnsmasq("upstream", data.upstream_conf, workdir, "f0.fwd.test.")
+        servers.append(upstream)
+        theirs = start_dnsmasq("dnsmasq", data.dnsmasq_conf, workdir, OVERRIDES[0],
+                               (f"--server={HOST}#{upstream.port}", "--cache-size=10000"))
+        servers.append(theirs)
+        ours = start_sidecar([*data.sidecar_args(), "--upstream", f"{HOST}:{upstream.port}"], workdir,
+                             OVERRIDES[0])
+        servers.append(ours)
+        workloads = [{"workload": w, **compare(ours, theirs, data.queries(w), args)} for w in WORKLOADS]
+        idle = {"ours_pct": probes.idle_cpu(ours, args.idle_seconds),
+                "dnsmasq_pct": probes.idle_cpu(theirs, args.idle_seconds), "seconds": args.idle_seconds}
+        swap = probes.zone_swap(workdir, args.records, upstream.port, args.swap_seconds)
+    finally:
+        for server in reversed(servers):
+            server.stop()
+    big = workdir / "swap-zones" / "big.test.zone"
+    return {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+            "workloads": workloads, "idle_cpu": idle, "zone_swap": swap, "zone_build": probes.zone_build(big),
+            "memory": probes.memory(args.containers, free_port()), "event_latency": event_latency(args.quick)}
+
+
+def table(results: dict) -> str:
+    """The results as one Markdown table (printed, and pasted into the README)."""
+    lines = ["| workload | dns-sidecar | dnsmasq | ratio | p50 / p99 ms (sidecar) | p50 / p99 ms (dnsmasq) |",
+             "|---|---|---|---|---|---|"]
+    for row in results["workloads"]:
+        lines.append(f"| {row['workload']} | {row['ours_qps']:,} q/s | {row['dnsmasq_qps']:,} q/s | "
+                     f"{row['ratio']}x | {row['ours_p50_ms']} / {row['ours_p99_ms']} | "
+                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} |")
+    swap, build, mem, idle = results["zone_swap"], results["zone_build"], results["memory"], results["idle_cpu"]
+    lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
+                 f"{swap['load_s']} s / {swap['swap_s']} s | | | lost {swap['lost']} of {swap['sent']}, "
+                 f"p99 {swap['p99_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s |")
+    lines.append(f"| {mem['containers']:,} containers ({mem['records']:,} records): resident memory | "
+                 f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | |")
+    lines.append(f"| idle CPU over {idle['seconds']:g} s | {idle['ours_pct']}% | {idle['dnsmasq_pct']}% | | | |")
+    event = results["event_latency"]
+    if event is not None:
+        lines.append(f"| container start -> name answers | {json.dumps(event)} | | | | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    missing = [tool for tool in ("dnsperf", "dnsmasq") if shutil.which(tool) is None]
+    if missing:
+        print(f"bench: needs {' and '.join(missing)} on PATH (Debian: apt-get install dnsperf dnsmasq-base)",
+              file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="dns-sidecar-bench-") as tmp:
+        results = measure(args, Path(tmp))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(results["machine"]["summary"])
+    print(table(results))
+    if not args.no_chart:
+        import chart
+
+        print(f"chart: {chart.draw(results, args.out / 'latest.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The benchmark's quick mode runs end to end and writes its table, JSON and chart. Only the shape is
+checked: speed figures from a shared CI machine are noise, so no threshold is asserted here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+TINY = ["--quick", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000", "--containers", "100",
+        "--idle-seconds", "0.2", "--swap-seconds", "3"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (shutil.which("dnsperf") and shutil.which("dnsmasq")), reason="needs dnsperf and dnsmasq")
+def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), *TINY, "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert [row["workload"] for row in results["workloads"]] == ["local", "forward-cached", "forward-uncacheable"]
+    for row in results["workloads"]:
+        assert row["ours_qps"] > 0 and row["dnsmasq_qps"] > 0
+        assert row["ratio"] == pytest.approx(row["ours_qps"] / row["dnsmasq_qps"], abs=0.01)
+        for key in ("ours_p50_ms", "ours_p99_ms", "dnsmasq_p50_ms", "dnsmasq_p99_ms"):
+            assert row[key] is not None and row[key] >= 0
+    swap = results["zone_swap"]
+    assert swap["records"] == 2000 and swap["load_s"] is not None and swap["swap_s"] is not None
+    assert swap["sent"] > 0 and swap["lost"] >= 0
+    assert results["zone_build"]["records"] >= 2000
+    assert results["memory"]["containers"] == 100 and results["memory"]["records"] == 500
+    assert results["memory"]["rss_mb"] > results["memory"]["rss_before_mb"] > 0
+    assert set(results["idle_cpu"]) == {"ours_pct", "dnsmasq_pct", "seconds"}
+
+    table = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| workload | dns-sidecar | dnsmasq | ratio")
+    assert [line.split("|")[1].strip() for line in table[2:5]] == ["local", "forward-cached", "forward-uncacheable"]
+    assert any("resident memory" in line for line in table)
+    assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
