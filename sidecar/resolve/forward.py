@@ -1,70 +1,66 @@
-"""Relays questions to upstream resolvers: UDP first, TCP when the reply is truncated, the next
-upstream on timeout or SERVFAIL/REFUSED. A reply is accepted only when its source (the
-connected socket), ID and question all match what was asked."""
+"""Relays questions upstream: from the cache when it can, else to the first live upstream (UDP,
+TCP when the reply is truncated), the next one on timeout, SERVFAIL or REFUSED. A question gets
+at most `BUDGET_FACTOR` x the per-upstream timeout in all, so a client sees SERVFAIL (or a stale
+answer) before it gives up on us. Identical questions in flight share one upstream query."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import struct
 from collections.abc import Callable, Sequence
 
-from dnslib import EDNS0, QTYPE, RCODE, DNSError, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import QTYPE, RCODE, DNSError, DNSRecord
 
 from ..endpoint import Endpoint, parse_endpoint
 from ..errors import UpstreamError
 from ..outcome import Answer, Query
 from ..records import normalize_name
-from ..wire import OUR_UDP_SIZE, frame
 from .cache import AnswerCache, CacheKey
+from .conditional import ConditionalForwards
+from .exchange import Exchanger, Question
+from .health import Health
 
 log = logging.getLogger(__name__)
 
+BUDGET_FACTOR = 1.5
+_TC = 0x0200
+_PROBE = Question.of(".", QTYPE.NS, 1)
+_PARSE_ERRORS = (DNSError, ValueError, IndexError, UnicodeError, struct.error)
 
-def _matches(reply: DNSRecord, request: DNSRecord) -> bool:
-    return (reply.header.id == request.header.id and reply.header.qr == 1 and len(reply.questions) == 1
-            and reply.q.qtype == request.q.qtype and reply.q.qclass == request.q.qclass
-            and str(reply.q.qname).lower() == str(request.q.qname).lower())
+
+def _answer(data: bytes) -> Answer:
+    reply = DNSRecord.parse(data)
+    return Answer(rcode=reply.header.rcode, answer=tuple(reply.rr), authority=tuple(reply.auth),
+                  additional=tuple(rr for rr in reply.ar if rr.rtype != QTYPE.OPT), source="forward")
 
 
-class _ReplyCatcher(asyncio.DatagramProtocol):
-    """Waits for the one datagram that answers `request`; ignores any other (spoofing)."""
-
-    def __init__(self, request: DNSRecord, done: asyncio.Future[DNSRecord]) -> None:
-        self._request = request
-        self._done = done
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        try:
-            reply = DNSRecord.parse(data)
-        except (DNSError, ValueError, IndexError, UnicodeError, struct.error):
-            return
-        if _matches(reply, self._request) and not self._done.done():
-            self._done.set_result(reply)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self._done.done():
-            self._done.set_exception(exc)
+def _why(exc: Exception) -> str:
+    return "timeout" if isinstance(exc, TimeoutError) else f"{type(exc).__name__} {exc}".strip()
 
 
 class Forwarder:
     def __init__(self, upstreams: Callable[[], Sequence[Endpoint]], cache: AnswerCache,
-                 timeout: float = 1.0) -> None:
+                 timeout: float = 1.0, conditional: ConditionalForwards | None = None) -> None:
         self._upstreams = upstreams
         self.cache = cache
         self.timeout = timeout
+        self.conditional = conditional or ConditionalForwards(())
+        self.exchanger = Exchanger()
+        self.health = Health(self._probe)
         self._inflight: dict[tuple[CacheKey, tuple[Endpoint, ...]], asyncio.Future[Answer]] = {}
+        self._named: dict[tuple[str, ...], tuple[Endpoint, ...]] = {}
 
     async def resolve(self, query: Query, upstreams: Sequence[str] = (), name: str | None = None) -> Answer:
-        """Answer `query` (or `name` instead of its name) from cache or upstream.
-        Identical questions asked while one is in flight share its answer."""
+        """Answer `query` (or `name` instead of its name) from cache or upstream: `upstreams` if
+        given, else a --forward rule's, else the defaults. Raises UpstreamError when nobody
+        answers and nothing stale is left."""
         qname = normalize_name(name) if name else query.key
         key: CacheKey = (qname, query.qtype, query.qclass, query.dnssec_ok)
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        targets = tuple(parse_endpoint(u) for u in upstreams) or tuple(self._upstreams())
+        targets = self._targets(upstreams, qname)
         flight_key = (key, targets)
         pending = self._inflight.get(flight_key)
         if pending is not None:
@@ -72,7 +68,7 @@ class Forwarder:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._inflight[flight_key] = future
         try:
-            answer = self.cache.put(key, await self._ask_each(targets, qname, query))
+            answer = await self._fresh(key, targets)
             future.set_result(answer)
             return answer
         except BaseException as exc:
@@ -82,56 +78,76 @@ class Forwarder:
         finally:
             del self._inflight[flight_key]
 
-    async def _ask_each(self, targets: Sequence[Endpoint], qname: str, query: Query) -> Answer:
-        if not targets:
-            raise UpstreamError("no upstream resolver configured")
-        failures: list[str] = []
-        for upstream in targets:
-            request = DNSRecord(DNSHeader(id=secrets.randbelow(65536), rd=1),
-                                q=DNSQuestion(qname, query.qtype, query.qclass))
-            request.add_ar(EDNS0(udp_len=OUR_UDP_SIZE, flags="do" if query.dnssec_ok else ""))
+    def _targets(self, named: Sequence[str], qname: str) -> tuple[Endpoint, ...]:
+        if named:
+            key = tuple(named)
+            found = self._named.get(key)
+            if found is None:
+                found = self._named[key] = tuple(parse_endpoint(u) for u in named)
+            return found
+        ruled = self.conditional.upstreams_for(qname)
+        return tuple(self._upstreams()) if ruled is None else ruled
+
+    async def _fresh(self, key: CacheKey, targets: tuple[Endpoint, ...]) -> Answer:
+        """Ask upstream unless this question failed a moment ago; on failure, serve stale."""
+        reason = self.cache.failure(key)
+        if reason is None and not targets:
+            reason = "no upstream resolver configured"
+        elif reason is None:
             try:
-                reply = await self._exchange(upstream, request)
-            except (TimeoutError, OSError, DNSError, asyncio.IncompleteReadError, struct.error) as exc:
-                failures.append(f"{upstream}: {type(exc).__name__} {exc}".strip())
-                continue
-            if reply.header.rcode in (RCODE.SERVFAIL, RCODE.REFUSED):
-                failures.append(f"{upstream}: {RCODE.get(reply.header.rcode)}")
-                continue
-            return Answer(rcode=reply.header.rcode, answer=tuple(reply.rr), authority=tuple(reply.auth),
-                          additional=tuple(rr for rr in reply.ar if rr.rtype != QTYPE.OPT),
-                          source="forward")
-        raise UpstreamError(f"no upstream answered {qname} {QTYPE.get(query.qtype)}: {'; '.join(failures)}")
+                return self.cache.put(key, await self._ask_each(targets, key))
+            except UpstreamError as exc:
+                reason = str(exc)
+                self.cache.put_failure(key, reason)
+        stale = self.cache.stale(key)
+        if stale is not None:
+            log.info("serving stale %s %s: %s", key[0], QTYPE.get(key[1]), reason)
+            return stale
+        raise UpstreamError(reason)
 
-    async def _exchange(self, upstream: Endpoint, request: DNSRecord) -> DNSRecord:
-        reply = await self._udp(upstream, request)
-        if reply.header.tc:
-            reply = await self._tcp(upstream, request)
-        return reply
-
-    async def _udp(self, upstream: Endpoint, request: DNSRecord) -> DNSRecord:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[DNSRecord] = loop.create_future()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _ReplyCatcher(request, done), remote_addr=(upstream.host, upstream.port))
+    async def _ask_each(self, targets: Sequence[Endpoint], key: CacheKey) -> Answer:
+        qname, qtype, qclass, dnssec_ok = key
         try:
-            transport.sendto(request.pack())
-            return await asyncio.wait_for(done, self.timeout)
-        finally:
-            transport.close()
-
-    async def _tcp(self, upstream: Endpoint, request: DNSRecord) -> DNSRecord:
-        async def exchange() -> DNSRecord:
-            reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+            question = Question.of(qname, qtype, qclass)
+        except ValueError as exc:
+            raise UpstreamError(str(exc)) from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout * BUDGET_FACTOR
+        failures: list[str] = []
+        for upstream in self.health.order(targets):
+            remaining = min(self.timeout, deadline - loop.time())
+            if remaining <= 0:
+                failures.append("out of time")
+                break
             try:
-                writer.write(frame(request.pack()))
-                await writer.drain()
-                size = struct.unpack("!H", await reader.readexactly(2))[0]
-                reply = DNSRecord.parse(await reader.readexactly(size))
-            finally:
-                writer.close()
-            if not _matches(reply, request):
-                raise DNSError("TCP reply does not match the question")
-            return reply
+                data = await self.exchanger.udp(upstream, question, dnssec_ok, remaining)
+            except (TimeoutError, OSError) as exc:
+                self.health.failed(upstream, _why(exc))
+                failures.append(f"{upstream}: {_why(exc)}")
+                continue
+            self.health.answered(upstream)
+            if struct.unpack_from("!H", data, 2)[0] & _TC:
+                try:
+                    data = await self.exchanger.tcp(upstream, question, dnssec_ok,
+                                                    max(0.1, deadline - loop.time()))
+                except (TimeoutError, OSError) as exc:
+                    failures.append(f"{upstream} over TCP: {_why(exc)}")
+                    continue
+            try:
+                answer = _answer(data)
+            except _PARSE_ERRORS as exc:
+                failures.append(f"{upstream}: unparseable reply ({exc})")
+                continue
+            if answer.rcode in (RCODE.SERVFAIL, RCODE.REFUSED):
+                failures.append(f"{upstream}: {RCODE.get(answer.rcode)}")
+                continue
+            return answer
+        raise UpstreamError(f"no upstream answered {qname} {QTYPE.get(qtype)}: {'; '.join(failures)}")
 
-        return await asyncio.wait_for(exchange(), self.timeout * 2)
+    async def _probe(self, upstream: Endpoint) -> None:
+        await self.exchanger.udp(upstream, _PROBE, False, self.timeout)
+
+    def close(self) -> None:
+        """Stop probing and close upstream sockets."""
+        self.health.close()
+        self.exchanger.close()
