@@ -108,11 +108,12 @@ def start_daemon(argv: list[str], log: Path, env: dict | None = None) -> subproc
 
 @pytest.fixture
 def dnsmasq(tmp_path_factory) -> Iterator:
-    """Factory: `dnsmasq(host="127.0.0.2", args=[...])` starts a real dnsmasq that never forwards."""
+    """Factory: `dnsmasq(host="127.0.0.2", args=[...])` starts a real dnsmasq that never forwards;
+    `port=` restarts one where a stopped one was (`dnsmasq(d.host, args, port=d.port)`)."""
     started: list[Daemon] = []
 
-    def start(host: str = "127.0.0.2", args: list[str] = (), ttl: int = 300) -> Daemon:
-        port = free_port(host)
+    def start(host: str = "127.0.0.2", args: list[str] = (), ttl: int = 300, port: int | None = None) -> Daemon:
+        port = port or free_port(host)
         log = tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"
         argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", f"--port={port}",
                 f"--listen-address={host}", "--bind-interfaces", "--user=root", f"--local-ttl={ttl}",
