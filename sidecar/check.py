@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from .config import Config
@@ -11,6 +12,7 @@ from .store import Store
 
 
 def run_check(config: Config) -> int:
+    logging.disable(logging.ERROR)  # the errors are printed below, once each, without log decoration
     store = Store()
     store.put("flags", config.flag_fragment())
     errors = FileSource(store, config.zonefiles, config.hosts).load()
