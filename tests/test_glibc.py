@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, Daemon, start_daemon, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),

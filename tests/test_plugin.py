@@ -7,8 +7,8 @@ import sys
 
 import dns.message
 import dns.rcode
-
 from conftest import ROOT, Daemon, free_port, start_daemon, wait_for
+
 from sidecar.app import Sidecar
 from sidecar.config import Config
 from sidecar.endpoint import Endpoint
