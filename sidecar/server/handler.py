@@ -12,7 +12,7 @@ from ..errors import MalformedQuery, UpstreamError
 from ..outcome import Answer, Query
 from ..resolve.chain import Chain
 from ..store import Store
-from ..wire import build_reply, dnssec_ok, error_reply, parse_query, patch_reply, question_key, udp_limit
+from ..wire import build_reply, dnssec_ok, error_reply, parse_query, question_key, udp_limit
 from .packetcache import PacketCache
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,8 @@ class QueryHandler:
 
     def cached(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The fast path: a reply from the packet cache, or None to take the slow path."""
-        qkey = question_key(data)
-        if qkey is None:
-            return None
-        key = qkey.key + _TRANSPORT_TAG[transport] + self._view_key(client)
-        reply = self.packets.get(key, self.store.zone.generation)
-        return None if reply is None else patch_reply(reply, data, qkey.question_end)
+        return self.packets.answer(data, _TRANSPORT_TAG[transport] + self._view_key(client),
+                                   self.store.zone.generation)
 
     async def handle(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The slow path: parse, resolve through the chain, pack, and remember the reply."""

@@ -1,8 +1,13 @@
 """Packed replies keyed by normalized query bytes plus the client's view: the fast path.
 
-A hit costs a dict lookup and a few byte slices; no DNS parsing. Entries carry the zone
-generation they were built from, so any zone swap retires them all at once; forwarded entries
-also expire with their TTL and have their TTLs counted down on the way out."""
+Two dicts. `_entries` holds one packed reply per normalized question (ID dropped, name case
+folded, EDNS reduced to size and DO bit, transport and view added). `_seen` remembers, per exact
+query as it arrived (minus its ID), which entry answered it and the reply already made that
+asker's own (its question case, TTLs aged to the current second). A repeat query, the common case,
+then costs one slice, one dict lookup, two checks and one concatenation: no parsing at all.
+
+Entries carry the zone generation they were built from, so any zone swap retires them all at
+once; forwarded entries also expire with their TTL and have their TTLs counted down on the way out."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..wire import count_down, ttl_offsets
+from ..wire import count_down, patch_reply, question_key, ttl_offsets
 
 FOREVER = float("inf")
 
@@ -24,9 +29,21 @@ class _Packed:
     generation: int
 
 
+@dataclass(slots=True)
+class _Seen:
+    """One exact query's ready answer: `tail` is the reply after its ID, with the asker's question
+    bytes and TTLs aged by `age` whole seconds."""
+
+    entry: _Packed
+    question_end: int
+    age: int
+    tail: bytes
+
+
 class PacketCache:
     def __init__(self, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[bytes, _Packed] = {}
+        self._seen: dict[bytes, _Seen] = {}
         self.max_entries = max_entries
         self._clock = clock
         self.hits = 0
@@ -34,10 +51,33 @@ class PacketCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: bytes, generation: int) -> bytes | None:
+    def answer(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
+        """The reply to `query` (asked over the transport and from the view that `suffix` names),
+        ready to send; None when it must take the slow path."""
+        seen = self._seen.get(query[2:] + suffix)
+        if seen is None or seen.entry.generation != generation:
+            return self._first_sight(query, suffix, generation)
+        entry = seen.entry
+        if entry.expires_at != FOREVER:
+            now = self._clock()
+            if now >= entry.expires_at:
+                return self._first_sight(query, suffix, generation)
+            age = int(now - entry.stored_at)
+            if age != seen.age:
+                seen.age, seen.tail = age, _tail(entry, query, seen.question_end, age)
+        self.hits += 1
+        return query[:2] + seen.tail
+
+    def _first_sight(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
+        """A query not seen in this exact form: normalize it, look it up, remember the result."""
+        qkey = question_key(query)
+        if qkey is None:
+            return None
+        key = qkey.key + suffix
         entry = self._entries.get(key)
         if entry is None:
             return None
+        age = 0
         if entry.generation != generation:
             del self._entries[key]
             return None
@@ -46,12 +86,13 @@ class PacketCache:
             if now >= entry.expires_at:
                 del self._entries[key]
                 return None
-            elapsed = int(now - entry.stored_at)
-            if elapsed:
-                self.hits += 1
-                return count_down(entry.reply, entry.ttls, elapsed)
+            age = int(now - entry.stored_at)
+        if len(self._seen) >= self.max_entries:
+            self._seen.clear()  # cheap and rare: the next queries rebuild it from `_entries`
+        seen = _Seen(entry, qkey.question_end, age, _tail(entry, query, qkey.question_end, age))
+        self._seen[query[2:] + suffix] = seen
         self.hits += 1
-        return entry.reply
+        return query[:2] + seen.tail
 
     def put(self, key: bytes, reply: bytes, cache_for: float | None, generation: int) -> None:
         """Keep `reply`: for `cache_for` seconds, until the zone changes if None, not at all if 0."""
@@ -64,3 +105,8 @@ class PacketCache:
             self._entries[key] = _Packed(reply, [], now, FOREVER, generation)
         else:
             self._entries[key] = _Packed(reply, ttl_offsets(reply), now, now + cache_for, generation)
+
+
+def _tail(entry: _Packed, query: bytes, question_end: int, age: int) -> bytes:
+    reply = count_down(entry.reply, entry.ttls, age) if age and entry.ttls else entry.reply
+    return patch_reply(reply, query, question_end)[2:]

@@ -1,0 +1,109 @@
+"""The packet cache alone, fed real query bytes (made by dnspython) and a clock we move by hand:
+IDs and question case come from the asker, TTLs count down, swaps and expiry retire entries."""
+
+from __future__ import annotations
+
+import dns.edns
+import dns.message
+import dns.rrset
+
+from sidecar.server.packetcache import PacketCache
+from sidecar.wire import question_key
+
+SUFFIX = b"U"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_query(name: str = "web.dev.test.", qid: int = 1, **kwargs) -> bytes:
+    msg = dns.message.make_query(name, "A", **kwargs)
+    msg.id = qid
+    return msg.to_wire()
+
+
+def make_reply(query: bytes, ttl: int = 300) -> bytes:
+    reply = dns.message.make_response(dns.message.from_wire(query))
+    reply.answer.append(dns.rrset.from_text(reply.question[0].name, ttl, "IN", "A", "192.0.2.10"))
+    return reply.to_wire()
+
+
+def store(cache: PacketCache, query: bytes, cache_for: float | None, generation: int = 1, ttl: int = 300) -> None:
+    cache.put(question_key(query).key + SUFFIX, make_reply(query, ttl), cache_for, generation)
+
+
+def test_hit_takes_the_askers_id_and_question_case():
+    cache = PacketCache()
+    store(cache, make_query("web.dev.test.", qid=1), None)
+    asked = make_query("WeB.Dev.TEST.", qid=4242)
+    for _ in range(2):  # the first hit normalizes, the second comes from the exact-bytes memo
+        reply = dns.message.from_wire(cache.answer(asked, SUFFIX, 1))
+        assert reply.id == 4242
+        assert reply.question[0].name.to_text() == "WeB.Dev.TEST."
+        assert [rr.to_text() for rr in reply.answer[0]] == ["192.0.2.10"]
+    assert cache.hits == 2
+
+
+def test_miss_for_other_name_transport_or_view():
+    cache = PacketCache()
+    query = make_query()
+    store(cache, query, None)
+    assert cache.answer(make_query("api.dev.test."), SUFFIX, 1) is None
+    assert cache.answer(query, b"T", 1) is None
+    assert cache.answer(query, SUFFIX + b"backend", 1) is None
+
+
+def test_zone_swap_retires_local_entries_even_after_they_were_seen():
+    cache = PacketCache()
+    query = make_query()
+    store(cache, query, None, generation=1)
+    assert cache.answer(query, SUFFIX, 1) is not None
+    assert cache.answer(query, SUFFIX, 2) is None
+    store(cache, query, None, generation=2, ttl=60)  # the new zone's answer
+    assert dns.message.from_wire(cache.answer(query, SUFFIX, 2)).answer[0].ttl == 60
+
+
+def test_forwarded_ttls_count_down_and_expire():
+    clock = Clock()
+    cache = PacketCache(clock=clock)
+    query = make_query()
+    store(cache, query, 300, ttl=300)
+    assert dns.message.from_wire(cache.answer(query, SUFFIX, 1)).answer[0].ttl == 300
+    clock.now += 100.5
+    assert dns.message.from_wire(cache.answer(query, SUFFIX, 1)).answer[0].ttl == 200
+    clock.now += 1
+    assert dns.message.from_wire(cache.answer(make_query(qid=9), SUFFIX, 1)).answer[0].ttl == 199
+    clock.now += 199
+    assert cache.answer(query, SUFFIX, 1) is None
+    assert len(cache) == 0
+
+
+def test_uncacheable_reply_is_not_kept():
+    cache = PacketCache()
+    query = make_query()
+    store(cache, query, 0)
+    assert cache.answer(query, SUFFIX, 1) is None
+
+
+def test_edns_cookie_does_not_split_the_cache_but_do_bit_does():
+    cache = PacketCache()
+    store(cache, make_query(use_edns=0, payload=1232), None)
+    cookie = dns.edns.GenericOption(dns.edns.COOKIE, b"\x01" * 8)
+    with_cookie = make_query(qid=7, use_edns=0, payload=1232, options=[cookie])
+    reply = dns.message.from_wire(cache.answer(with_cookie, SUFFIX, 1))
+    assert reply.id == 7 and reply.edns == 0
+    assert cache.answer(make_query(use_edns=0, payload=1232, want_dnssec=True), SUFFIX, 1) is None
+
+
+def test_exact_memo_is_bounded():
+    cache = PacketCache(max_entries=3)
+    store(cache, make_query(), None)
+    for qid in range(10):
+        name = "".join(c.upper() if qid >> i & 1 else c for i, c in enumerate("web.dev.test."))
+        assert dns.message.from_wire(cache.answer(make_query(name, qid=qid), SUFFIX, 1)).id == qid
+    assert len(cache._seen) <= 3
