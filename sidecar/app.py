@@ -22,6 +22,7 @@ from .server.handler import QueryHandler
 from .server.packetcache import PacketCache
 from .server.tcp import TcpListener
 from .server.udp import UdpListener
+from .sources.docker import FIRST_SYNC_WAIT, DockerSource, docker_source
 from .sources.files import FileSource
 from .store import Store
 
@@ -40,6 +41,7 @@ class Sidecar:
         self.forwarder = Forwarder(self.upstreams, AnswerCache(config.cache_size), config.timeout)
         self.chain = Chain([*resolvers, LocalZone(self.store)], self.forwarder)
         self.handler = QueryHandler(self.store, self.chain, PacketCache())
+        self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
         self._udp: list[tuple[asyncio.DatagramTransport, UdpListener]] = []
         self._tcp: list[asyncio.Server] = []
@@ -49,6 +51,10 @@ class Sidecar:
         self.store.put("flags", self.config.flag_fragment())
         await asyncio.to_thread(self.files.load)
         self.files.start()
+        self.docker = docker_source(self.config, self.store)
+        if self.docker is not None:
+            self.docker.start()
+            await asyncio.to_thread(self.docker.wait_first_attempt, FIRST_SYNC_WAIT)
         if not self.upstreams():
             log.warning("no upstream resolver: names that are not local will get SERVFAIL")
         for endpoint in self.config.listen:
@@ -77,6 +83,8 @@ class Sidecar:
         for transport, _ in self._udp:
             transport.close()
         await asyncio.to_thread(self.files.stop)
+        if self.docker is not None:
+            await asyncio.to_thread(self.docker.stop)
 
     def reload(self) -> None:
         """SIGHUP: re-read every watched file now instead of waiting for the next poll."""

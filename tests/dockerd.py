@@ -1,0 +1,154 @@
+"""A real Docker engine for tests and benchmarks, started as in TESTING.md.
+
+Everything lives under one directory (data root, exec root, socket, pid file, log), the firewall,
+the default bridge and IP forwarding are left alone, and the engine is stopped by its pid. With
+live restore, containers can outlive an engine restart (as they do in production); a plain stop
+removes them first, so nothing is left running. No image can be pulled here: `local/busybox` is
+imported from the machine's busybox binary."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from conftest import start_daemon, wait_for
+
+IMAGE = "local/busybox:latest"
+APPLETS = ("sh", "sleep", "nslookup", "cat")
+
+
+class Dockerd:
+    """One engine under `root`; `start()`/`stop()` may be repeated (an engine restart)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.socket = root / "docker.sock"
+        self.url = f"unix://{self.socket}"
+        self.log = root / "dockerd.log"
+        self.proc: subprocess.Popen | None = None
+
+    def argv(self) -> list[str]:
+        return ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                "-H", self.url, "--pidfile", str(self.root / "dockerd.pid"), "--storage-driver", "vfs",
+                "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+                "--bridge=none", "--live-restore"]
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.proc = start_daemon(self.argv(), self.log)
+        try:
+            wait_for(lambda: self.proc.poll() is None and self.client().ping(), timeout=timeout,
+                     interval=0.2, what=f"dockerd on {self.url}")
+        except AssertionError:
+            self.stop()
+            raise
+
+    def stop(self, keep_containers: bool = False, timeout: float = 30.0) -> None:
+        if self.proc is None:
+            return
+        if not keep_containers and self.proc.poll() is None:
+            self.remove_all()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def unmount(self) -> None:
+        """Undo the mounts dockerd leaves under its directories (data root, network namespace)."""
+        prefix = f"{self.root}/"
+        with open("/proc/mounts") as mounts:
+            points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+        for point in sorted(points, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+    def remove_all(self) -> None:
+        """Remove every container and unused network (the engine is ours alone)."""
+        client = self.client()
+        try:
+            for container in client.containers.list(all=True):
+                container.remove(force=True)
+            client.networks.prune()
+        finally:
+            client.close()
+
+    def client(self) -> docker.DockerClient:
+        return docker.DockerClient(base_url=self.url, version="auto", timeout=30)
+
+    def import_busybox(self) -> None:
+        """A one-binary image: busybox and the applets the tests run, as symlinks."""
+        busybox = shutil.which("busybox")
+        if busybox is None:
+            raise RuntimeError("busybox not installed (apt-get install busybox-static)")
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w") as tar:
+            tar.add(busybox, arcname="bin/busybox")
+            for applet in APPLETS:
+                link = tarfile.TarInfo(f"bin/{applet}")
+                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+                tar.addfile(link)
+        client = self.client()
+        try:
+            client.api.import_image_from_data(data.getvalue(), repository="local/busybox", tag="latest")
+        finally:
+            client.close()
+
+    def env(self) -> dict[str, str]:
+        """Environment for a process that should talk to this engine."""
+        return {**os.environ, "DOCKER_HOST": self.url}
+
+    def log_tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _why_not() -> str | None:
+    if shutil.which("dockerd") is None:
+        return "dockerd is not installed (apt-get install docker.io)"
+    if os.geteuid() != 0:
+        return "dockerd needs root"
+    return None
+
+
+@pytest.fixture(scope="session", name="docker_engine")
+def docker_engine_fixture() -> Iterator[Dockerd]:
+    """A session's engine with `local/busybox` imported; stopped by pid at the end. Its directory
+    is its own (not pytest's rotating tmp dirs, which another session may prune while it runs)."""
+    reason = _why_not()
+    if reason:
+        pytest.skip(reason)
+    root = Path(tempfile.mkdtemp(prefix="dns-sidecar-dockerd-"))
+    engine = Dockerd(root)
+    try:
+        try:
+            engine.start()
+        except AssertionError:
+            pytest.skip(f"dockerd cannot start here:\n{engine.log_tail()}")
+        engine.import_busybox()
+        yield engine
+    finally:
+        engine.stop()
+        engine.unmount()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(name="docker_client")
+def docker_client_fixture(docker_engine: Dockerd) -> Iterator[docker.DockerClient]:
+    """A client to the session's engine; the containers and networks a test made are removed."""
+    client = docker_engine.client()
+    yield client
+    client.close()
+    if docker_engine.proc is None:  # a test left the engine stopped
+        docker_engine.start()
+    docker_engine.remove_all()
