@@ -15,9 +15,10 @@ from .endpoint import Endpoint
 from .outcome import Resolver
 from .resolve.cache import AnswerCache
 from .resolve.chain import Chain
+from .resolve.conditional import ConditionalForwards
 from .resolve.forward import Forwarder
 from .resolve.local import LocalZone
-from .resolve.upstreams import DefaultUpstreams
+from .resolve.upstreams import DefaultUpstreams, without_own
 from .server.handler import QueryHandler
 from .server.packetcache import PacketCache
 from .server.tcp import TcpListener
@@ -38,7 +39,10 @@ class Sidecar:
         self.store = Store()
         self.files = FileSource(self.store, config.zonefiles, config.hosts, config.poll_interval)
         self.upstreams = DefaultUpstreams(config.upstreams, config.resolv_conf, config.listen)
-        self.forwarder = Forwarder(self.upstreams, AnswerCache(config.cache_size), config.timeout)
+        cache = AnswerCache(config.cache_size, config.min_ttl, config.max_ttl, config.stale_ttl)
+        forwards = [(domain, without_own(targets, config.listen, f"--forward {domain}"))
+                    for domain, targets in config.forwards]
+        self.forwarder = Forwarder(self.upstreams, cache, config.timeout, ConditionalForwards(forwards))
         self.chain = Chain([*resolvers, LocalZone(self.store)], self.forwarder)
         self.handler = QueryHandler(self.store, self.chain, PacketCache())
         self.docker: DockerSource | None = None
@@ -82,6 +86,7 @@ class Sidecar:
         await asyncio.gather(self._tcp_listener.drain(), *(p.drain() for _, p in self._udp))
         for transport, _ in self._udp:
             transport.close()
+        self.forwarder.close()
         await asyncio.to_thread(self.files.stop)
         if self.docker is not None:
             await asyncio.to_thread(self.docker.stop)

@@ -2,7 +2,7 @@
 
 Every flag `--some-flag` can also be set with `DNS_SIDECAR_SOME_FLAG` (a flag on the command line
 wins). Repeatable flags take several values from the env var separated by commas, except
-`--record`, whose lines are separated by newlines. A bad flag exits 2 with one line."""
+`--record` and `--forward`, whose values are separated by newlines. A bad flag exits 2 with one line."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .config import (LOG_LEVELS, Config, domain_names, existing_paths, host_addresses, listen_endpoints,
-                     positive, record_lines, upstream_endpoints, view_ranges)
+from .config import (LOG_LEVELS, Config, domain_names, existing_paths, forward_rules, host_addresses,
+                     listen_endpoints, not_negative, positive, record_lines, upstream_endpoints, view_ranges)
 from .app import run
 from .check import run_check
 from .errors import ConfigError
 
 ENV_PREFIX = "DNS_SIDECAR_"
 COMMANDS = ("serve", "check")
-_NEWLINE_SEPARATED = {"record"}
+_NEWLINE_SEPARATED = {"record", "forward"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,8 +48,18 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                      help="resolver to relay other names to (repeatable; default: the nameservers "
                           "of --resolv-conf)")
     net.add_argument("--resolv-conf", metavar="PATH", help="where to find upstreams (default /etc/resolv.conf)")
+    net.add_argument("--forward", action="append", metavar="DOMAIN=ADDR[:PORT][,ADDR...]",
+                     help="send DOMAIN and its subdomains to these upstreams instead (repeatable; "
+                          "the most specific domain wins)")
     net.add_argument("--timeout", type=float, metavar="SECONDS", help="per-upstream timeout (default 1)")
     net.add_argument("--cache-size", type=int, metavar="N", help="forwarded answers kept (default 10000)")
+    net.add_argument("--min-ttl", type=int, metavar="SECONDS",
+                     help="keep forwarded answers at least this long (default 0)")
+    net.add_argument("--max-ttl", type=int, metavar="SECONDS",
+                     help="keep forwarded answers at most this long (default 86400)")
+    net.add_argument("--stale-ttl", type=int, metavar="SECONDS",
+                     help="serve expired answers this long when no upstream answers (default 86400; "
+                          "0 turns serve-stale off)")
     docker = parser.add_argument_group("docker")
     docker.add_argument("--no-docker", action="store_true", default=None,
                         help="do not watch Docker even when a socket is there")
@@ -122,8 +132,12 @@ def to_config(args: argparse.Namespace) -> Config:
         domains=domain_names(get("domain", ["docker"])),
         host_address=host_addresses(get("host_address", [])),
         views=view_ranges(get("view", [])),
+        forwards=forward_rules(get("forward", [])),
         timeout=positive("--timeout", get("timeout", 1.0)),
         cache_size=int(positive("--cache-size", get("cache_size", 10_000), int)),
+        min_ttl=not_negative("--min-ttl", get("min_ttl", 0)),
+        max_ttl=not_negative("--max-ttl", get("max_ttl", 86_400)),
+        stale_ttl=not_negative("--stale-ttl", get("stale_ttl", 86_400)),
         poll_interval=positive("--poll-interval", get("poll_interval", 2.0)),
         log_level=get("log_level", "info"),
     )

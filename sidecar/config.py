@@ -30,8 +30,12 @@ class Config:
     domains: tuple[str, ...] = ("docker.",)
     host_address: tuple[str, ...] = ()
     views: tuple[tuple[str, Network], ...] = field(default=())
+    forwards: tuple[tuple[str, tuple[Endpoint, ...]], ...] = ()
     timeout: float = 1.0
     cache_size: int = 10_000
+    min_ttl: int = 0
+    max_ttl: int = 86_400
+    stale_ttl: int = 86_400
     poll_interval: float = 2.0
     log_level: str = "info"
 
@@ -102,6 +106,27 @@ def record_lines(values: list[str]) -> tuple[ZoneRecord, ...]:
         except ZoneSyntaxError as exc:
             raise ConfigError("--record", f"{exc.reason} in {value!r}") from None
     return tuple(records)
+
+
+def forward_rules(values: list[str]) -> tuple[tuple[str, tuple[Endpoint, ...]], ...]:
+    """`--forward DOMAIN=ADDR[:PORT][,ADDR...]`: that domain and its subdomains go to those upstreams."""
+    rules = []
+    for value in values:
+        domain, sep, targets = value.partition("=")
+        if not sep or not domain.strip() or not targets.strip():
+            raise ConfigError("--forward", f"expected DOMAIN=ADDR[:PORT][,ADDR...], got {value!r}")
+        try:
+            name = normalize_name(domain.strip())
+        except ValueError as exc:
+            raise ConfigError("--forward", str(exc)) from None
+        rules.append((name, tuple(_endpoint("--forward", t) for t in targets.split(","))))
+    return tuple(rules)
+
+
+def not_negative(flag: str, value: int) -> int:
+    if value < 0:
+        raise ConfigError(flag, f"must not be negative, got {value}")
+    return value
 
 
 def positive(flag: str, value: float, kind: type = float) -> float:
