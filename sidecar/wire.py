@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSError, DNSHeader, DNSRecord
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSRecord
 
 from .errors import MalformedQuery
 from .outcome import Answer
@@ -78,8 +78,13 @@ def parse_query(data: bytes) -> DNSRecord:
         raise MalformedQuery(f"{qdcount} questions (exactly one is allowed)", RCODE.FORMERR)
     try:
         request = DNSRecord.parse(data)
-    except (DNSError, ValueError, IndexError, UnicodeError, struct.error) as exc:
+    except Exception as exc:  # dnslib raises a zoo of types on hostile input; all mean FORMERR
         raise MalformedQuery(f"unparseable: {exc}", RCODE.FORMERR) from None
+    labels = request.q.qname.label
+    if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) > 254:
+        raise MalformedQuery("question name over the RFC 1035 length limits", RCODE.FORMERR)
+    if any(b"." in label for label in labels):
+        raise MalformedQuery("a label holds a '.'", RCODE.FORMERR)  # legal on the wire, unnameable here
     opts = [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
     if len(opts) > 1 or (opts and str(opts[0].rname) != "."):
         raise MalformedQuery("bad OPT record", RCODE.FORMERR)
