@@ -14,7 +14,6 @@ import dns.flags
 import dns.rcode
 import dns.rdatatype
 import pytest
-
 from conftest import Daemon, free_port, wait_for
 
 _names = itertools.count()

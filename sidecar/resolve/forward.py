@@ -45,7 +45,7 @@ class Forwarder:
         self._upstreams = upstreams
         self.cache = cache
         self.timeout = timeout
-        self.conditional = conditional or ConditionalForwards(())
+        self.conditional = ConditionalForwards(()) if conditional is None else conditional
         self.exchanger = Exchanger()
         self.health = Health(self._probe)
         self._inflight: dict[tuple[CacheKey, tuple[Endpoint, ...]], asyncio.Future[Answer]] = {}

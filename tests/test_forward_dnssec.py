@@ -1,0 +1,97 @@
+"""A signed zone served by a real Knot DNS on loopback, behind the sidecar: RRSIGs reach a DO
+client untouched (they still validate against the zone's DNSKEY), a client without DO gets none,
+and negative answers are cached for the SOA minimum (RFC 2308)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.dnssec
+import dns.flags
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import pytest
+from conftest import Daemon, free_port, query, start_daemon, wait_for
+
+ZONE = """$ORIGIN signed.test.
+$TTL 300
+@    IN SOA ns.signed.test. admin.signed.test. 1 3600 600 86400 60
+@    IN NS  ns.signed.test.
+ns   IN A   192.0.2.53
+www  IN A   192.0.2.80
+"""
+
+
+@pytest.fixture
+def knot(tmp_path: Path) -> Iterator[Daemon]:
+    """knotd serving signed.test on 127.0.0.4, signing it itself at start (automatic DNSSEC)."""
+    if shutil.which("knotd") is None:
+        pytest.skip("knotd not installed (Debian package knot; .ci/run installs it)")
+    host, port = "127.0.0.4", free_port("127.0.0.4")
+    (tmp_path / "db").mkdir()
+    (tmp_path / "signed.test.zone").write_text(ZONE)
+    (tmp_path / "knot.conf").write_text(f"""server:
+    listen: {host}@{port}
+    rundir: {tmp_path}
+log:
+  - target: stdout
+    any: info
+database:
+    storage: {tmp_path}/db
+template:
+  - id: default
+    storage: {tmp_path}
+    dnssec-signing: on
+    zonefile-sync: -1
+zone:
+  - domain: signed.test
+    file: {tmp_path}/signed.test.zone
+""")
+    log = tmp_path / "knot.log"
+    daemon = Daemon(start_daemon(["knotd", "-c", str(tmp_path / "knot.conf")], log), log, host, port)
+    try:
+        wait_for(lambda: daemon.proc.poll() is None
+                 and query(host, port, "www.signed.test", want_dnssec=True, timeout=0.5).answer,
+                 what="knotd serving the signed zone")
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def rrsets(reply, rdtype: str) -> list:
+    return [r for r in reply.answer if r.rdtype == dns.rdatatype.from_text(rdtype)]
+
+
+def test_dnssec_records_pass_through_and_validate(knot, sidecar) -> None:
+    server = sidecar("--forward", f"signed.test={knot.host}:{knot.port}")
+    reply = server.query("www.signed.test", want_dnssec=True)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.ednsflags & dns.flags.DO
+    (a_set,) = rrsets(reply, "A")
+    (sig_set,) = rrsets(reply, "RRSIG")
+    keys = server.query("signed.test", "DNSKEY", want_dnssec=True, tcp=True)
+    (key_set,) = rrsets(keys, "DNSKEY")
+    dns.dnssec.validate(a_set, sig_set, {dns.name.from_text("signed.test."): key_set})
+
+    plain = server.query("www.signed.test")
+    assert rrsets(plain, "A") and not rrsets(plain, "RRSIG")
+
+
+def test_negative_answers_cached_for_the_soa_minimum(knot, sidecar) -> None:
+    server = sidecar("--forward", f"signed.test={knot.host}:{knot.port}")
+    nx = server.query("missing.signed.test")
+    nodata = server.query("www.signed.test", "AAAA")
+    assert nx.rcode() == dns.rcode.NXDOMAIN and nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+    for reply in (nx, nodata):
+        (soa,) = [r for r in reply.authority if r.rdtype == dns.rdatatype.SOA]
+        assert 0 < soa.ttl <= 60  # the SOA minimum, not the zone's 300 s TTL
+    knot.stop()  # only the cache can answer from here on
+    again = server.query("missing.signed.test")
+    assert again.rcode() == dns.rcode.NXDOMAIN
+    assert [r.rdtype for r in again.authority] == [dns.rdatatype.SOA]
+    assert again.authority[0].ttl <= 60
+    assert server.query("www.signed.test", "AAAA").rcode() == dns.rcode.NOERROR

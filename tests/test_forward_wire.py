@@ -1,0 +1,188 @@
+"""What the forwarder puts on the wire and what it accepts back, checked with a scripted upstream
+(a UDP socket on loopback answering with dnspython) and with real dnsmasq: random IDs and
+ports, spoofed replies ignored, no client subnet added, DO bit carried, coalescing, LRU bound."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rrset
+import pytest
+from dnslib import QTYPE
+
+from sidecar.endpoint import Endpoint
+from sidecar.errors import UpstreamError
+from sidecar.outcome import Query
+from sidecar.resolve.cache import AnswerCache
+from sidecar.resolve.forward import Forwarder
+
+Reply = Callable[[dns.message.Message, tuple, socket.socket], None]
+
+
+class ScriptedUpstream:
+    """Receives queries on 127.0.0.6, remembers them with their source, and lets `respond`
+    (run in the server thread) decide what to send back."""
+
+    def __init__(self, respond: Reply) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.6", 0))
+        self.sock.settimeout(0.2)
+        self.endpoint = Endpoint("127.0.0.6", self.sock.getsockname()[1])
+        self.seen: list[tuple[dns.message.Message, tuple]] = []
+        self._respond = respond
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            self.seen.append((query, addr))
+            self._respond(query, addr, self.sock)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+
+
+def answer_a(query: dns.message.Message, address: str = "192.0.2.1") -> dns.message.Message:
+    reply = dns.message.make_response(query)
+    reply.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A", address))
+    return reply
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Reply], ScriptedUpstream]]:
+    made: list[ScriptedUpstream] = []
+
+    def make(respond: Reply) -> ScriptedUpstream:
+        made.append(ScriptedUpstream(respond))
+        return made[-1]
+
+    yield make
+    for upstream in made:
+        upstream.close()
+
+
+def forwarder(*upstreams: Endpoint, timeout: float = 1.0, cache: AnswerCache | None = None) -> Forwarder:
+    return Forwarder(lambda: upstreams, AnswerCache(stale_ttl=0) if cache is None else cache, timeout)
+
+
+def run(coro_fn: Callable[[], object]) -> object:
+    return asyncio.run(coro_fn())
+
+
+def test_spoofed_and_mismatched_replies_are_ignored(scripted) -> None:
+    def respond(query, addr, sock) -> None:
+        wrong_id = answer_a(query, "198.51.100.66")
+        wrong_id.id = (query.id + 1) % 65536
+        sock.sendto(wrong_id.to_wire(), addr)
+        other_question = answer_a(dns.message.make_query("other.test.", "A"), "198.51.100.67")
+        other_question.id = query.id
+        sock.sendto(other_question.to_wire(), addr)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoofer:  # right ID, wrong source
+            spoofer.bind(("127.0.0.7", 0))
+            spoofer.sendto(answer_a(query, "198.51.100.68").to_wire(), addr)
+        time.sleep(0.05)
+        sock.sendto(answer_a(query).to_wire(), addr)
+
+    upstream = scripted(respond)
+
+    async def main():
+        fwd = forwarder(upstream.endpoint)
+        try:
+            return await fwd.resolve(Query("www.spoof.test.", QTYPE.A))
+        finally:
+            fwd.close()
+
+    answer = run(main)
+    assert [str(rr.rdata) for rr in answer.answer] == ["192.0.2.1"]
+
+
+def test_ids_and_source_ports_vary_no_client_subnet_do_bit_carried(scripted) -> None:
+    upstream = scripted(lambda q, addr, sock: sock.sendto(answer_a(q).to_wire(), addr))
+
+    async def main():
+        fwd = forwarder(upstream.endpoint)
+        try:
+            for i in range(16):
+                await fwd.resolve(Query(f"n{i}.wire.test.", QTYPE.A, dnssec_ok=i % 2 == 1))
+        finally:
+            fwd.close()
+
+    run(main)
+    queries = [q for q, _ in upstream.seen]
+    assert len(queries) == 16
+    assert len({q.id for q in queries}) >= 14  # random 16-bit IDs: a repeat is possible, many are not
+    assert len({addr[1] for _, addr in upstream.seen}) >= 2  # a pool of sockets, random ports
+    for i, query in enumerate(queries):
+        assert query.flags & dns.flags.RD
+        assert query.edns == 0
+        assert not any(opt.otype == dns.edns.ECS for opt in query.options)
+        assert bool(query.ednsflags & dns.flags.DO) == (i % 2 == 1)
+
+
+def test_identical_questions_in_flight_share_one_upstream_query(scripted) -> None:
+    def slow(query, addr, sock) -> None:
+        time.sleep(0.3)
+        sock.sendto(answer_a(query).to_wire(), addr)
+
+    upstream = scripted(slow)
+
+    async def main():
+        fwd = forwarder(upstream.endpoint)
+        try:
+            return await asyncio.gather(*(fwd.resolve(Query("same.test.", QTYPE.A)) for _ in range(20)))
+        finally:
+            fwd.close()
+
+    answers = run(main)
+    assert len(answers) == 20 and all(str(a.answer[0].rdata) == "192.0.2.1" for a in answers)
+    assert len(upstream.seen) == 1
+
+
+def test_no_answer_within_the_budget_raises_upstream_error(scripted) -> None:
+    upstream = scripted(lambda q, addr, sock: None)
+
+    async def main():
+        fwd = forwarder(upstream.endpoint, timeout=0.3)
+        try:
+            await fwd.resolve(Query("silent.test.", QTYPE.A))
+        finally:
+            fwd.close()
+
+    with pytest.raises(UpstreamError, match="timeout"):
+        run(main)
+
+
+def queried_names(log: str) -> list[str]:
+    names = (line.split("query[A] ", 1)[1].split()[0] for line in log.splitlines() if "query[A] " in line)
+    return [name for name in names if name != "probe.invalid"]  # the fixture's readiness check
+
+
+def test_lru_bound_evicts_the_oldest_answer(dnsmasq) -> None:
+    upstream = dnsmasq("127.0.0.2", ["--address=/lru.test/192.0.2.5", "--log-queries"])
+
+    async def main():
+        fwd = forwarder(Endpoint(upstream.host, upstream.port), cache=AnswerCache(max_entries=2, stale_ttl=0))
+        try:
+            for name in ("a.lru.test.", "b.lru.test.", "c.lru.test.", "c.lru.test.", "a.lru.test."):
+                await fwd.resolve(Query(name, QTYPE.A))
+            return len(fwd.cache)
+        finally:
+            fwd.close()
+
+    assert run(main) == 2
+    assert queried_names(upstream.log_text()) == ["a.lru.test", "b.lru.test", "c.lru.test", "a.lru.test"]
