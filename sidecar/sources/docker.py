@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from docker import APIClient
-from docker.errors import DockerException, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
 from requests.exceptions import RequestException
@@ -133,19 +133,25 @@ class DockerSource:
                 self._stopping.wait(delay)
                 delay = min(delay * 2, self._max_backoff)
                 continue
-            delay = FIRST_BACKOFF
+            reason = "the event stream ended"
             try:
                 self._follow(client)
+            except (DockerException, RequestException, OSError) as exc:
+                reason = str(exc)
             except Exception:  # the watcher must outlive any one failure: reconnect and resync
-                log.exception("Docker source failed; reconnecting")
+                log.exception("Docker source failed")
+                reason = "an internal error"
             finally:
-                self.connected = False
                 client.close()
+            if self.connected:  # it worked for a while: retry soon; a failure at once backs off
+                delay = FIRST_BACKOFF
+            self.connected = False
             if not self._stopping.is_set():
-                log.warning("lost the Docker engine at %s; the last names of %d containers keep serving; "
-                            "reconnecting", self.base_url, len(self._held))
+                log.warning("lost the Docker engine at %s (%s); the last names of %d containers keep serving; "
+                            "reconnecting", self.base_url, reason, len(self._held))
                 reported = True
                 self._stopping.wait(delay)
+                delay = min(delay * 2, self._max_backoff)
 
     def _connect(self) -> APIClient:
         kwargs = kwargs_from_env(environment=self._env)
@@ -174,8 +180,16 @@ class DockerSource:
     def resync(self, client: APIClient) -> int:
         """List and inspect every running container; replace all Docker fragments in one swap."""
         fragments: dict[str, Fragment] = {}
-        for summary in client.containers():
-            info = self._inspect(client, summary["Id"])
+        listed = client.containers()
+        for gone in set(self._problems) - {summary["Id"] for summary in listed}:
+            del self._problems[gone]
+        for summary in listed:
+            try:
+                info = self._inspect(client, summary["Id"])
+            except APIError as exc:
+                log.warning("cannot inspect container %s: %s; it gets no names until its next event",
+                            summary["Id"][:12], exc.explanation or exc)
+                continue
             if info is None:
                 continue
             fragment = self._records(info)
@@ -191,7 +205,12 @@ class DockerSource:
         if not container:
             return
         log.debug("Docker event %s %s for %s", event.get("Type"), event.get("Action"), container[:12])
-        info = None if event.get("Action") == "destroy" else self._inspect(client, container)
+        try:
+            info = None if event.get("Action") == "destroy" else self._inspect(client, container)
+        except APIError as exc:
+            log.warning("cannot inspect container %s: %s; its names stay as they were", container[:12],
+                        exc.explanation or exc)
+            return
         fragment = self._records(info) if info is not None else Fragment()
         key = KEY_PREFIX + (info["Id"] if info is not None else container)
         if fragment.records:
