@@ -1,4 +1,5 @@
-"""The PNG beside the JSON: queries/s and p50/p99 latency per workload, both servers side by side."""
+"""The PNG beside the JSON: queries/s, p50/p99 latency and CPU per query for each workload, both servers
+side by side."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def draw(results: dict, path: Path) -> Path:
     rows = results["workloads"]
     names = [row["workload"] for row in rows]
     xs = range(len(rows))
-    fig, (qps, lat) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (qps, lat, cpu) = plt.subplots(1, 3, figsize=(15, 4))
     width = 0.38
     for i, (key, label, color) in enumerate(SERVERS):
         offset = [x + (i - 0.5) * width for x in xs]
@@ -24,9 +25,11 @@ def draw(results: dict, path: Path) -> Path:
         lat.bar(offset, [row[f"{key}_p99_ms"] or 0 for row in rows], width, label=f"{label} p99", color=color,
                 alpha=0.45)
         lat.bar(offset, [row[f"{key}_p50_ms"] or 0 for row in rows], width, label=f"{label} p50", color=color)
+        cpu.bar(offset, [row[f"{key}_cpu_us"] for row in rows], width, label=label, color=color)
     qps.set_title("queries/s (thousands), dnsperf -c 4")
     lat.set_title("latency (ms) at 80% of dns-sidecar's max rate")
-    for axis in (qps, lat):
+    cpu.set_title("server CPU per query (µs)")
+    for axis in (qps, lat, cpu):
         axis.set_xticks(list(xs), names)
         axis.legend(fontsize=8)
     fig.suptitle(results["machine"]["summary"], fontsize=9)

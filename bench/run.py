@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-seconds", type=float, help="how long idle CPU is measured")
     parser.add_argument("--swap-seconds", type=float, help="how long queries flow while the zonefile swaps")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where latest.json/.png go")
+    parser.add_argument("--no-events", action="store_true", help="skip the Docker event-latency row")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
     args = parser.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -64,14 +65,20 @@ def machine() -> dict:
 def compare(ours: Server, theirs: Server, queries: Path, args: argparse.Namespace) -> dict:
     """Alternate full-load runs, then latency of both at 80% of our median rate."""
     rates: dict[str, list[float]] = {"ours": [], "dnsmasq": []}
+    costs: dict[str, list[float]] = {"ours": [], "dnsmasq": []}
     pair = [("ours", ours), ("dnsmasq", theirs)]
     for round_ in range(args.rounds):
         for key, server in pair if round_ % 2 == 0 else pair[::-1]:
-            rates[key].append(dnsperf(server.port, queries, args.seconds).qps)
-    row: dict = {key: statistics.median(values) for key, values in rates.items()}
-    row = {"ours_qps": round(row["ours"]), "dnsmasq_qps": round(row["dnsmasq"]),
-           "ratio": round(row["ours"] / row["dnsmasq"], 2) if row["dnsmasq"] else None,
-           "latency_rate": round(row["ours"] * LATENCY_SHARE)}
+            cpu = server.cpu_seconds()
+            run = dnsperf(server.port, queries, args.seconds)
+            rates[key].append(run.qps)
+            costs[key].append((server.cpu_seconds() - cpu) * 1e6 / max(1, run.sent - run.lost))
+    qps = {key: statistics.median(values) for key, values in rates.items()}
+    row: dict = {"ours_qps": round(qps["ours"]), "dnsmasq_qps": round(qps["dnsmasq"]),
+                 "ratio": round(qps["ours"] / qps["dnsmasq"], 2) if qps["dnsmasq"] else None,
+                 "ours_cpu_us": round(statistics.median(costs["ours"]), 1),
+                 "dnsmasq_cpu_us": round(statistics.median(costs["dnsmasq"]), 1),
+                 "latency_rate": round(qps["ours"] * LATENCY_SHARE)}
     for key, server in pair:
         run = dnsperf(server.port, queries, args.latency_seconds, row["latency_rate"])
         row[f"{key}_p50_ms"] = _ms(run.percentile(50))
@@ -118,28 +125,39 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
     big = workdir / "swap-zones" / "big.test.zone"
     return {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
             "workloads": workloads, "idle_cpu": idle, "zone_swap": swap, "zone_build": probes.zone_build(big),
-            "memory": probes.memory(args.containers, free_port()), "event_latency": event_latency(args.quick)}
+            "memory": probes.memory(args.containers, free_port()),
+            "event_latency": None if args.no_events else event_latency(args.quick)}
 
 
 def table(results: dict) -> str:
     """The results as one Markdown table (printed, and pasted into the README)."""
-    lines = ["| workload | dns-sidecar | dnsmasq | ratio | p50 / p99 ms (sidecar) | p50 / p99 ms (dnsmasq) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| workload | dns-sidecar | dnsmasq | ratio | p50 / p99 ms (sidecar) | p50 / p99 ms (dnsmasq) "
+             "| CPU µs per query (sidecar / dnsmasq) |", "|---|---|---|---|---|---|---|"]
     for row in results["workloads"]:
         lines.append(f"| {row['workload']} | {row['ours_qps']:,} q/s | {row['dnsmasq_qps']:,} q/s | "
                      f"{row['ratio']}x | {row['ours_p50_ms']} / {row['ours_p99_ms']} | "
-                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} |")
+                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} | "
+                     f"{row['ours_cpu_us']} / {row['dnsmasq_cpu_us']} |")
     swap, build, mem, idle = results["zone_swap"], results["zone_build"], results["memory"], results["idle_cpu"]
     lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
                  f"{swap['load_s']} s / {swap['swap_s']} s | | | lost {swap['lost']} of {swap['sent']}, "
-                 f"p99 {swap['p99_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s |")
+                 f"p99 {swap['p99_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s | |")
     lines.append(f"| {mem['containers']:,} containers ({mem['records']:,} records): resident memory | "
-                 f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | |")
-    lines.append(f"| idle CPU over {idle['seconds']:g} s | {idle['ours_pct']}% | {idle['dnsmasq_pct']}% | | | |")
+                 f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | | |")
+    lines.append(f"| idle CPU over {idle['seconds']:g} s | {idle['ours_pct']}% | {idle['dnsmasq_pct']}% | | | | |")
     event = results["event_latency"]
     if event is not None:
-        lines.append(f"| container start -> name answers | {json.dumps(event)} | | | | |")
+        lines.append(f"| container `start` event -> name answers | {_event_summary(event)} | | | | | |")
     return "\n".join(lines)
+
+
+def _event_summary(event: dict) -> str:
+    """`bench/event_latency.py --json` reports `event_to_answer_ms` percentiles over `containers`."""
+    latency = event.get("event_to_answer_ms")
+    if not latency:
+        return f"not measured: {event.get('error') or event}"
+    return (f"p50 {latency['p50']} ms / p99 {latency['p99']} ms over {event['containers']} containers"
+            f" ({event.get('failures', 0)} failed)")
 
 
 def main(argv: list[str] | None = None) -> int:

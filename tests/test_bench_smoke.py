@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 TINY = ["--quick", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000", "--containers", "100",
-        "--idle-seconds", "0.2", "--swap-seconds", "3"]
+        "--idle-seconds", "0.2", "--swap-seconds", "3", "--no-events"]
 
 
 @pytest.mark.slow
@@ -27,7 +27,8 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     for row in results["workloads"]:
         assert row["ours_qps"] > 0 and row["dnsmasq_qps"] > 0
         assert row["ratio"] == pytest.approx(row["ours_qps"] / row["dnsmasq_qps"], abs=0.01)
-        for key in ("ours_p50_ms", "ours_p99_ms", "dnsmasq_p50_ms", "dnsmasq_p99_ms"):
+        for key in ("ours_p50_ms", "ours_p99_ms", "dnsmasq_p50_ms", "dnsmasq_p99_ms", "ours_cpu_us",
+                    "dnsmasq_cpu_us"):
             assert row[key] is not None and row[key] >= 0
     swap = results["zone_swap"]
     assert swap["records"] == 2000 and swap["load_s"] is not None and swap["swap_s"] is not None
