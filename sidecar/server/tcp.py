@@ -1,11 +1,18 @@
-"""The TCP listener: length-prefixed messages, several queries per connection answered in
-order, an idle timeout so a silent client cannot hold a connection forever."""
+"""The TCP listener: length-prefixed messages (RFC 1035 4.2.2), several queries per connection
+answered in order, an idle timeout, and a connection cap.
+
+At the cap, the connection that has been idle longest is closed to admit the new one (RFC 7766
+6.2.3 lets a server close idle connections): hundreds of silent clients cannot lock out a real
+one. Only when every connection is mid-query is the newcomer turned away."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ..wire import frame
 from .handler import QueryHandler
@@ -13,40 +20,83 @@ from .handler import QueryHandler
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
+class _Connection:
+    writer: asyncio.StreamWriter
+    last_active: float
+    busy: bool = False
+    task: asyncio.Task | None = field(default=None)
+
+    def close(self) -> None:
+        self.writer.transport.abort()  # unblocks the reader at once; its task then ends
+
+
 class TcpListener:
-    def __init__(self, handler: QueryHandler, idle_timeout: float = 10.0) -> None:
+    def __init__(self, handler: QueryHandler, idle_timeout: float = 10.0, max_connections: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.handler = handler
         self.idle_timeout = idle_timeout
-        self._connections: set[asyncio.Task] = set()
+        self.max_connections = max_connections
+        self._clock = clock
+        self._open: dict[_Connection, None] = {}  # insertion-ordered set
+        self.evicted = 0
+        self.turned_away = 0
+        self._closing = False
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
+    def _make_room(self) -> bool:
+        idle = [conn for conn in self._open if not conn.busy]
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda conn: conn.last_active)
+        del self._open[oldest]
+        oldest.close()
+        self.evicted += 1
+        return True
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._connections.add(task)
+        if len(self._open) >= self.max_connections and not self._make_room():
+            self.turned_away += 1
+            writer.transport.abort()
+            return
+        conn = _Connection(writer, self._clock(), task=asyncio.current_task())
+        self._open[conn] = None
         peer = writer.get_extra_info("peername") or ("?", 0)
         try:
-            while True:
-                try:
-                    size_bytes = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
-                    data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", size_bytes)[0]),
-                                                  self.idle_timeout)
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    return
-                reply = self.handler.cached(data, peer[0], "tcp")
-                if reply is None:
-                    reply = await self.handler.handle(data, peer[0], "tcp")
-                if reply is None:
-                    return  # garbage: drop the connection rather than guess at framing
-                writer.write(frame(reply))
-                await writer.drain()
-        except ConnectionError:
-            return
+            await self._answer_until_done(conn, reader, peer[0])
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+            pass
         finally:
-            self._connections.discard(task)
+            self._open.pop(conn, None)
             writer.close()
 
+    async def _answer_until_done(self, conn: _Connection, reader: asyncio.StreamReader, client: str) -> None:
+        while True:
+            size_bytes = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
+            conn.busy = True
+            data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", size_bytes)[0]), self.idle_timeout)
+            reply = self.handler.cached(data, client, "tcp")
+            if reply is None:
+                reply = await self.handler.handle(data, client, "tcp")
+            if reply is None:
+                return  # garbage: drop the connection rather than guess at the framing
+            conn.writer.write(frame(reply))
+            await conn.writer.drain()
+            conn.busy = False
+            conn.last_active = self._clock()
+            if self._closing:
+                return
+
     async def drain(self, timeout: float = 1.5) -> None:
-        """Give open connections a moment to finish the query they are on, then close them."""
-        if self._connections:
-            _, still = await asyncio.wait(set(self._connections), timeout=timeout)
+        """On shutdown: close idle connections now, give busy ones `timeout` to finish their query."""
+        self._closing = True
+        for conn in [c for c in self._open if not c.busy]:
+            conn.close()
+        busy = [c.task for c in self._open if c.busy and c.task is not None]
+        if busy:
+            _, still = await asyncio.wait(busy, timeout=timeout)
             for task in still:
                 task.cancel()
