@@ -1,0 +1,69 @@
+"""Log output: one readable line per event by default, or one JSON object per line
+(`--log-format json`) for log shippers; and the optional query log (`--log-queries`).
+
+Events carry their facts as `extra=` fields too, so the JSON form has them as keys while the
+text form stays a sentence."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from dnslib import DNSError, DNSRecord
+
+from .metrics import rcode_name
+from .records import type_name
+
+LOG_FORMATS = ("text", "json")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"time", "level", "logger", "message", ...extra fields}` on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+                 + f".{int(record.msecs):03d}Z",
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        event.update((k, v) for k, v in vars(record).items() if k not in _STANDARD_ATTRS)
+        if record.exc_info:
+            event["exception"] = self.formatException(record.exc_info)
+        return json.dumps(event, default=str)
+
+
+def configure_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+class QueryLog:
+    """One line per answered query, on logger `sidecar.queries` at info level."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._log = logger or logging.getLogger("sidecar.queries")
+
+    def answered(self, client: str, transport: str, name: str, qtype: int, rcode: int, source: str,
+                 seconds: float | None) -> None:
+        rcode_text, qtype_text = rcode_name(rcode), type_name(qtype)
+        took = "" if seconds is None else f", {seconds * 1000:.2f} ms"
+        self._log.info("query %s %s from %s over %s: %s (%s%s)", name, qtype_text, client, transport,
+                       rcode_text, source, took,
+                       extra={"client": client, "transport": transport, "qname": name, "qtype": qtype_text,
+                              "rcode": rcode_text, "source": source,
+                              "ms": None if seconds is None else round(seconds * 1000, 3)})
+
+    def replayed(self, data: bytes, client: str, transport: str, reply: bytes) -> None:
+        """A packet-cache hit: the question is parsed here, only because the log was asked for."""
+        try:
+            question = DNSRecord.parse(data).q
+        except (DNSError, ValueError, IndexError):
+            return
+        self.answered(client, transport, str(question.qname), question.qtype, reply[3] & 0xF,
+                      "packet-cache", None)
