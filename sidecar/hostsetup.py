@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import Config
 from .endpoint import Endpoint
+from .health import reachable
 from .records import is_subdomain
 from .sources.files import FileSource
 from .store import Store
@@ -23,6 +24,7 @@ from .store import Store
 TARGETS = ("systemd-resolved", "macos", "networkmanager")
 RESOLVED_STUBS = {"127.0.0.53", "127.0.0.54"}
 WILDCARDS = {"0.0.0.0", "::"}
+REVERSE = ("in-addr.arpa.", "ip6.arpa.")
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class Plan:
 def routed_domains(config: Config) -> list[str]:
     """The domains to send to the sidecar: the container domains, the origins of loaded zonefiles,
     and the names `--record` and hosts files override (a wildcard's parent). Names inside another
-    routed domain are dropped, and so are single-label names that were not asked for by --domain
-    (routing `localhost` away would break the host)."""
+    routed domain are dropped, and so are reverse names and single-label names that were not
+    asked for by --domain (routing `localhost` or 127.in-addr.arpa away would break the host)."""
     store = Store()
     store.put("flags", config.flag_fragment())
     FileSource(store, config.zonefiles, config.hosts).load()
@@ -50,6 +52,8 @@ def routed_domains(config: Config) -> list[str]:
     wanted = set(config.domains) | set(zone.soa_by_origin)
     for record in zone.records:
         name = record.name[2:] if record.name.startswith("*.") else record.name
+        if name.endswith(REVERSE):
+            continue
         if name.count(".") > 1 and not any(is_subdomain(name, origin) for origin in zone.soa_by_origin):
             wanted.add(name)
     kept = [d for d in wanted if not any(d != other and is_subdomain(d, other) for other in wanted)]
@@ -116,6 +120,7 @@ def run_host_setup(config: Config, targets: Sequence[str], root: Path, apply: bo
     if conflict:
         print(f"dns-sidecar host-setup: {conflict}", file=sys.stderr)
         return 1
+    endpoint = reachable(endpoint)  # a sidecar on every address is reached over loopback
     domains = routed_domains(config)
     result = plan(domains, endpoint, targets or detect_targets(root))
     print(f"# Routing {', '.join(domains)} to {endpoint}; every other name stays with the host's resolver.")
