@@ -47,7 +47,7 @@ class Sidecar:
         self.handler = QueryHandler(self.store, self.chain, PacketCache())
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
-        self._udp: list[tuple[asyncio.DatagramTransport, UdpListener]] = []
+        self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
         self._tcp_listener = TcpListener(self.handler)
 
@@ -68,13 +68,17 @@ class Sidecar:
                  ", ".join(map(str, self.upstreams())) or "none")
 
     async def _listen(self, endpoint: Endpoint) -> None:
-        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
-        protocol = UdpListener(self.handler)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: protocol, local_addr=(endpoint.host, endpoint.port), family=family)
-        port = transport.get_extra_info("sockname")[1]
-        self._udp.append((transport, protocol))
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            udp.bind((endpoint.host, endpoint.port))
+        except OSError:
+            udp.close()
+            raise
+        listener = UdpListener(self.handler, udp)
+        listener.start()
+        port = udp.getsockname()[1]
+        self._udp.append(listener)
         server = await asyncio.start_server(self._tcp_listener.serve, endpoint.host, port,
                                             family=family, reuse_address=True)
         self._tcp.append(server)
@@ -83,9 +87,9 @@ class Sidecar:
     async def stop(self) -> None:
         for server in self._tcp:
             server.close()
-        await asyncio.gather(self._tcp_listener.drain(), *(p.drain() for _, p in self._udp))
-        for transport, _ in self._udp:
-            transport.close()
+        await asyncio.gather(self._tcp_listener.drain(), *(u.drain() for u in self._udp))
+        for listener in self._udp:
+            listener.close()
         self.forwarder.close()
         await asyncio.to_thread(self.files.stop)
         if self.docker is not None:
