@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 from .config import Config
 from .endpoint import Endpoint
+from .http import HttpServer
+from .logs import QueryLog, configure_logging
+from .metrics import Metrics
 from .outcome import Resolver
 from .resolve.cache import AnswerCache
 from .resolve.chain import Chain
@@ -44,7 +47,10 @@ class Sidecar:
                     for domain, targets in config.forwards]
         self.forwarder = Forwarder(self.upstreams, cache, config.timeout, ConditionalForwards(forwards))
         self.chain = Chain([*resolvers, LocalZone(self.store)], self.forwarder)
-        self.handler = QueryHandler(self.store, self.chain, PacketCache())
+        self.metrics = Metrics()
+        self.handler = QueryHandler(self.store, self.chain, PacketCache(), self.metrics,
+                                    QueryLog() if config.log_queries else None)
+        self.http = HttpServer(config.http, self) if config.http else None
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
         self._udp: list[UdpListener] = []
@@ -52,6 +58,8 @@ class Sidecar:
         self._tcp_listener = TcpListener(self.handler)
 
     async def start(self) -> None:
+        if self.http is not None:
+            self.http.start()  # first, so /healthz can say what is still loading
         self.store.put("flags", self.config.flag_fragment())
         await asyncio.to_thread(self.files.load)
         self.files.start()
@@ -92,6 +100,8 @@ class Sidecar:
             listener.close()
         self.forwarder.close()
         await asyncio.to_thread(self.files.stop)
+        if self.http is not None:
+            self.http.stop()
         if self.docker is not None:
             await asyncio.to_thread(self.docker.stop)
 
@@ -116,19 +126,15 @@ async def _serve_until_signal(sidecar: Sidecar) -> None:
 
 def _event_loop_runner():
     try:
-        import uvloop  # noqa: PLC0415 - optional speed-up, the standard loop works without it
+        import uvloop
     except ImportError:
         return asyncio.run
     return uvloop.run
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
     """Serve until SIGTERM/SIGINT; the exit code for the CLI."""
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     try:
         _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers)))
     except OSError as exc:

@@ -10,16 +10,33 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
-from .config import (LOG_LEVELS, Config, domain_names, existing_paths, forward_rules, host_addresses,
-                     listen_endpoints, not_negative, positive, record_lines, upstream_endpoints, view_ranges)
 from .app import run
 from .check import run_check
+from .config import (
+    LOG_LEVELS,
+    Config,
+    domain_names,
+    existing_paths,
+    forward_rules,
+    host_addresses,
+    http_endpoint,
+    listen_endpoints,
+    not_negative,
+    positive,
+    record_lines,
+    upstream_endpoints,
+    view_ranges,
+)
 from .errors import ConfigError
+from .health import run_health
+from .hostsetup import TARGETS, run_host_setup
+from .logs import LOG_FORMATS
 
 ENV_PREFIX = "DNS_SIDECAR_"
-COMMANDS = ("serve", "check")
+COMMANDS = ("serve", "check", "health", "host-setup")
 _NEWLINE_SEPARATED = {"record", "forward"}
 
 
@@ -73,6 +90,29 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                         help="clients in CIDR get network NAME's answers (repeatable)")
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
                         help="how often watched files are also checked by polling (default 2)")
+    watch = parser.add_argument_group("watching it")
+    watch.add_argument("--http", metavar="ADDR:PORT",
+                       help="serve /healthz, /metrics, /records and a status page here (default off)")
+    watch.add_argument("--log-format", choices=LOG_FORMATS, help="text lines (default) or one JSON object a line")
+    watch.add_argument("--log-queries", action="store_true", default=None, help="log every answered query")
+
+
+def _health_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", action="append", metavar="ADDR:PORT",
+                        help="where the server listens (the first one is asked; default 127.0.0.1:53)")
+    parser.add_argument("--http", metavar="ADDR:PORT", help="also require 200 from /healthz there")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="how long to wait (default 2)")
+
+
+def _host_setup_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", action="append", metavar="ADDR:PORT",
+                        help="where the host reaches the sidecar (the first one is used; default 127.0.0.1:53)")
+    parser.add_argument("--domain", action="append", metavar="DOMAIN",
+                        help="container domain to route to the sidecar (repeatable; default docker)")
+    parser.add_argument("--target", action="append", choices=TARGETS,
+                        help="which resolver to configure (repeatable; default: the ones found under --root)")
+    parser.add_argument("--root", metavar="DIR", help="treat DIR as / (default /)")
+    parser.add_argument("--apply", action="store_true", default=None, help="write the files instead of printing them")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_options(serve)
     check = commands.add_parser("check", help="validate zonefiles, hosts files and --record lines, then exit")
     _source_options(check)
+    health = commands.add_parser("health", help="ask the running server one question; exit 0 if it answers")
+    _health_options(health)
+    host_setup = commands.add_parser("host-setup", help="print (or --apply) the host resolver settings that "
+                                     "send only the sidecar's domains to it")
+    _source_options(host_setup)
+    _host_setup_options(host_setup)
     for sub in (serve, check):
         sub.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     return parser
@@ -92,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _apply_env(parser: argparse.ArgumentParser, args: argparse.Namespace, env: dict[str, str]) -> None:
     """Fill each flag left unset on the command line from its DNS_SIDECAR_* variable."""
-    for action in parser._actions:  # noqa: SLF001 - argparse has no public way to list options
+    for action in parser._actions:
         if not action.option_strings or action.dest in ("help", "version"):
             continue
         if getattr(args, action.dest, None) is not None:
@@ -101,9 +147,9 @@ def _apply_env(parser: argparse.ArgumentParser, args: argparse.Namespace, env: d
         if raw is None or raw == "":
             continue
         flag = action.option_strings[0]
-        if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+        if isinstance(action, argparse._StoreTrueAction):
             value: object = raw.strip().lower() in ("1", "true", "yes", "on")
-        elif isinstance(action, argparse._AppendAction):  # noqa: SLF001
+        elif isinstance(action, argparse._AppendAction):
             sep = "\n" if action.dest in _NEWLINE_SEPARATED else ","
             value = [v.strip() for v in raw.split(sep) if v.strip()]
         else:
@@ -140,6 +186,9 @@ def to_config(args: argparse.Namespace) -> Config:
         stale_ttl=not_negative("--stale-ttl", get("stale_ttl", 86_400)),
         poll_interval=positive("--poll-interval", get("poll_interval", 2.0)),
         log_level=get("log_level", "info"),
+        log_format=get("log_format", "text"),
+        log_queries=bool(get("log_queries", False)),
+        http=http_endpoint(get("http")),
     )
 
 
@@ -149,7 +198,7 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
         argv.insert(0, "serve")
     parser = build_parser()
     args = parser.parse_args(argv)
-    subparser = parser._subparsers._group_actions[0].choices[args.command]  # noqa: SLF001
+    subparser = parser._subparsers._group_actions[0].choices[args.command]
     try:
         _apply_env(subparser, args, dict(os.environ) if env is None else env)
         config = to_config(args)
@@ -158,4 +207,8 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
         return 2
     if args.command == "check":
         return run_check(config)
+    if args.command == "health":
+        return run_health(config.listen[0], config.http, args.timeout or 2.0)
+    if args.command == "host-setup":
+        return run_host_setup(config, args.target or [], Path(args.root or "/"), bool(args.apply))
     return run(config)

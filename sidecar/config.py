@@ -38,17 +38,30 @@ class Config:
     stale_ttl: int = 86_400
     poll_interval: float = 2.0
     log_level: str = "info"
+    log_format: str = "text"
+    log_queries: bool = False
+    http: Endpoint | None = None
 
     def flag_fragment(self) -> Fragment:
         """What the flags themselves contribute to the zone: --record lines and --view ranges."""
         views: dict[str, tuple[Network, ...]] = {}
         for name, network in self.views:
-            views[name] = views.get(name, ()) + (network,)
+            views[name] = (*views.get(name, ()), network)
         return Fragment(self.records, views)
 
 
 def listen_endpoints(values: list[str]) -> tuple[Endpoint, ...]:
     return tuple(_endpoint("--listen", v) for v in values)
+
+
+def http_endpoint(value: str | None) -> Endpoint | None:
+    """`--http ADDR:PORT`: where the health, metrics and records endpoints listen (off when unset)."""
+    if value is None:
+        return None
+    has_port = "]:" in value if value.startswith("[") else value.count(":") == 1
+    if not has_port:
+        raise ConfigError("--http", f"expected ADDR:PORT (e.g. 127.0.0.1:9153), got {value!r}")
+    return _endpoint("--http", value)
 
 
 def upstream_endpoints(values: list[str]) -> tuple[Endpoint, ...]:

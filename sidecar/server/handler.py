@@ -5,10 +5,13 @@ with its traceback logged."""
 from __future__ import annotations
 
 import logging
+import time
 
 from dnslib import CLASS, RCODE
 
 from ..errors import MalformedQuery, UpstreamError
+from ..logs import QueryLog
+from ..metrics import Metrics
 from ..outcome import Answer, Query
 from ..resolve.chain import Chain
 from ..store import Store
@@ -23,10 +26,13 @@ _TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}
 
 
 class QueryHandler:
-    def __init__(self, store: Store, chain: Chain, packets: PacketCache) -> None:
+    def __init__(self, store: Store, chain: Chain, packets: PacketCache, metrics: Metrics | None = None,
+                 query_log: QueryLog | None = None) -> None:
         self.store = store
         self.chain = chain
         self.packets = packets
+        self.metrics = metrics or Metrics()
+        self.query_log = query_log
         self._view_keys: dict[str, bytes] = {}
         self._view_generation = -1
 
@@ -46,8 +52,15 @@ class QueryHandler:
 
     def cached(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The fast path: a reply from the packet cache, or None to take the slow path."""
-        return self.packets.answer(data, _TRANSPORT_TAG[transport] + self._view_key(client),
-                                   self.store.zone.generation)
+        view = self._view_key(client)
+        reply = self.packets.answer(data, _TRANSPORT_TAG[transport] + view, self.store.zone.generation)
+        if reply is None:
+            return None
+        hits, labels = self.metrics.packet_hits, (transport, reply[3] & 0xF, view)
+        hits[labels] = hits.get(labels, 0) + 1
+        if self.query_log is not None:
+            self.query_log.replayed(data, client, transport, reply)
+        return reply
 
     async def handle(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The slow path: parse, resolve through the chain, pack, and remember the reply."""
@@ -55,7 +68,9 @@ class QueryHandler:
             request = parse_query(data)
         except MalformedQuery as exc:
             log.debug("malformed query from %s: %s", client, exc)
+            self.metrics.malformed += 1
             return None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode)
+        started = time.perf_counter()
         zone = self.store.zone
         query = Query(str(request.q.qname), request.q.qtype, client, transport, zone.views_of(client),
                       dnssec_ok(request), request.q.qclass)
@@ -71,8 +86,12 @@ class QueryHandler:
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
         reply = build_reply(request, answer, udp_limit(request) if transport == "udp" else None)
+        view = self._view_key(client)
         qkey = question_key(data)
         if qkey is not None:
-            key = qkey.key + _TRANSPORT_TAG[transport] + self._view_key(client)
-            self.packets.put(key, reply, answer.cache_for, zone.generation)
+            self.packets.put(qkey.key + _TRANSPORT_TAG[transport] + view, reply, answer.cache_for, zone.generation)
+        seconds = time.perf_counter() - started
+        self.metrics.answered(transport, answer.rcode, answer.source, view, seconds)
+        if self.query_log is not None:
+            self.query_log.answered(client, transport, query.name, query.qtype, answer.rcode, answer.source, seconds)
         return reply

@@ -32,11 +32,11 @@ class _Packed:
 @dataclass(slots=True)
 class _Seen:
     """One exact query's ready answer: `tail` is the reply after its ID, with the asker's question
-    bytes and TTLs aged by `age` whole seconds."""
+    bytes and TTLs aged by whole seconds; it holds until `renew_at` (never, for local answers)."""
 
     entry: _Packed
     question_end: int
-    age: int
+    renew_at: float
     tail: bytes
 
 
@@ -56,20 +56,14 @@ class PacketCache:
         ready to send; None when it must take the slow path."""
         seen = self._seen.get(query[2:] + suffix)
         if seen is None or seen.entry.generation != generation:
-            return self._first_sight(query, suffix, generation)
-        entry = seen.entry
-        if entry.expires_at != FOREVER:
-            now = self._clock()
-            if now >= entry.expires_at:
-                return self._first_sight(query, suffix, generation)
-            age = int(now - entry.stored_at)
-            if age != seen.age:
-                seen.age, seen.tail = age, _tail(entry, query, seen.question_end, age)
+            return self._sight(query, suffix, generation)
+        if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:
+            return self._sight(query, suffix, generation)  # a second went by: age the TTLs, or expire
         self.hits += 1
         return query[:2] + seen.tail
 
-    def _first_sight(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
-        """A query not seen in this exact form: normalize it, look it up, remember the result."""
+    def _sight(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
+        """Look `query` up by its normalized key and remember the ready reply for its exact bytes."""
         qkey = question_key(query)
         if qkey is None:
             return None
@@ -77,19 +71,20 @@ class PacketCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        age = 0
         if entry.generation != generation:
             del self._entries[key]
             return None
+        age, renew_at = 0, FOREVER
         if entry.expires_at != FOREVER:
             now = self._clock()
             if now >= entry.expires_at:
                 del self._entries[key]
                 return None
             age = int(now - entry.stored_at)
+            renew_at = min(entry.stored_at + age + 1, entry.expires_at)
         if len(self._seen) >= self.max_entries:
             self._seen.clear()  # cheap and rare: the next queries rebuild it from `_entries`
-        seen = _Seen(entry, qkey.question_end, age, _tail(entry, query, qkey.question_end, age))
+        seen = _Seen(entry, qkey.question_end, renew_at, _tail(entry, query, qkey.question_end, age))
         self._seen[query[2:] + suffix] = seen
         self.hits += 1
         return query[:2] + seen.tail
