@@ -27,8 +27,10 @@ def draw(results: dict, path: Path) -> Path:
         lat.bar(offset, [row[f"{key}_p50_ms"] or 0 for row in rows], width, label=f"{label} p50", color=color)
         cpu.bar(offset, [row[f"{key}_cpu_us"] for row in rows], width, label=label, color=color)
     qps.set_title("queries/s (thousands), dnsperf -c 4")
-    lat.set_title("latency (ms) at 80% of dns-sidecar's max rate")
-    cpu.set_title("server CPU per query (µs)")
+    lat.set_title("latency (ms, log) at 80% of dns-sidecar's max rate")
+    lat.set_yscale("log")
+    cpu.set_title("server CPU per query (µs, log)")
+    cpu.set_yscale("log")
     for axis in (qps, lat, cpu):
         axis.set_xticks(list(xs), names)
         axis.legend(fontsize=8)

@@ -140,7 +140,8 @@ def table(results: dict) -> str:
                      f"{row['ours_cpu_us']} / {row['dnsmasq_cpu_us']} |")
     swap, build, mem, idle = results["zone_swap"], results["zone_build"], results["memory"], results["idle_cpu"]
     lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
-                 f"{swap['load_s']} s / {swap['swap_s']} s | | | lost {swap['lost']} of {swap['sent']}, "
+                 f"{_seconds(swap['load_s'], swap)} / {_seconds(swap['swap_s'], swap)} | | | "
+                 f"lost {swap['lost']} of {swap['sent']}, "
                  f"p99 {swap['p99_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s | |")
     lines.append(f"| {mem['containers']:,} containers ({mem['records']:,} records): resident memory | "
                  f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | | |")
@@ -149,6 +150,10 @@ def table(results: dict) -> str:
     if event is not None:
         lines.append(f"| container `start` event -> name answers | {_event_summary(event)} | | | | | |")
     return "\n".join(lines)
+
+
+def _seconds(value: float | None, swap: dict) -> str:
+    return f"{value} s" if value is not None else f"over {swap['waited_s']:g} s"
 
 
 def _event_summary(event: dict) -> str:
