@@ -2,6 +2,8 @@
 writes, new files in a watched directory, broken files (last good keeps serving), vanished files."""
 
 import os
+import signal
+import time
 
 import dns.rcode
 import pytest
@@ -104,3 +106,26 @@ def test_broken_file_at_start_is_logged_and_the_rest_serves(sidecar, zonedir):
     server = sidecar("--zonefile", zonedir)
     wait_for(lambda: "bad.test.zone:2: not UTF-8 text" in server.log_text(), what="encoding error logged")
     assert address_of(server, "web.live.test") == "192.0.2.1"
+
+
+def test_truncated_file_keeps_its_records_and_a_comment_clears_them(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir)
+    path = zonedir / "live.test.zone"
+    path.write_text("")
+    wait_for(lambda: f"{path}: empty; its last records keep serving" in server.log_text(), what="warning")
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    path.write_text("; nothing here on purpose\n")
+    wait_for(lambda: address_of(server, "web.live.test") is None, what="records cleared")
+
+
+def test_sighup_rereads_files_that_look_unchanged(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir, "--poll-interval", "0.2")
+    watched = zonedir / "live.test.zone"
+    before = watched.stat()
+    watched.write_text(ZONE.format(address="192.0.2.8"))  # same size as .1
+    os.utime(watched, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` or rsync -t would
+    time.sleep(1)  # several polls and the inotify event: the stamp is the same, so nothing reloads
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: address_of(server, "web.live.test") == "192.0.2.8", what="reload on SIGHUP")
+    assert "reload requested" in server.log_text()

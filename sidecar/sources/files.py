@@ -85,8 +85,10 @@ class FileSource:
         """The first load (also used by `check`): returns the errors it logged."""
         return self.rescan()
 
-    def rescan(self) -> list[ZoneSyntaxError]:
-        """Re-read every file whose stamp changed; return the parse errors met."""
+    def rescan(self, force: bool = False) -> list[ZoneSyntaxError]:
+        """Re-read every file whose stamp changed (every file, with `force`: what SIGHUP asks
+        for, since a copy that restores mtime and size leaves no stamp to see); return the
+        parse errors met."""
         with self._lock:
             errors: list[ZoneSyntaxError] = []
             current: dict[Path, str] = {}
@@ -98,12 +100,12 @@ class FileSource:
                     current[path] = self._kinds[path]  # vanished from a directory: keep watching
             for path, kind in current.items():
                 self._kinds[path] = kind
-                error = self._refresh(path, kind)
+                error = self._refresh(path, kind, force)
                 if error is not None:
                     errors.append(error)
             return errors
 
-    def _refresh(self, path: Path, kind: str) -> ZoneSyntaxError | None:
+    def _refresh(self, path: Path, kind: str, force: bool) -> ZoneSyntaxError | None:
         stamp = _stamp(path)
         if stamp is None:
             if path not in self._missing and (path in self._stamps or not path.exists()):
@@ -113,9 +115,14 @@ class FileSource:
         if path in self._missing:
             self._missing.discard(path)
             log.info("%s: back", path)
-        if self._stamps.get(path) == stamp:
+        if self._stamps.get(path) == stamp and not force:
             return None
         self._stamps[path] = stamp
+        if stamp[2] == 0 and self._store.fragment(f"file:{path}"):
+            # An empty file is far more often a write caught half-way (truncate, then write) than
+            # an intent to drop every record; to clear a file, leave a comment in it.
+            log.warning("%s: empty; its last records keep serving", path)
+            return None
         try:
             records = parse_file(path, kind)
         except ZoneSyntaxError as exc:
