@@ -4,7 +4,6 @@ No DNS rules live here."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import signal
 import socket
@@ -22,8 +21,10 @@ from .resolve.conditional import ConditionalForwards
 from .resolve.forward import Forwarder
 from .resolve.local import LocalZone
 from .resolve.upstreams import DefaultUpstreams, without_own
+from .server.access import AccessPolicy
 from .server.handler import QueryHandler
 from .server.packetcache import PacketCache
+from .server.ratelimit import RateLimiter
 from .server.tcp import TcpListener
 from .server.udp import UdpListener
 from .sources.docker import FIRST_SYNC_WAIT, DockerSource, docker_source
@@ -46,10 +47,13 @@ class Sidecar:
         forwards = [(domain, without_own(targets, config.listen, f"--forward {domain}"))
                     for domain, targets in config.forwards]
         self.forwarder = Forwarder(self.upstreams, cache, config.timeout, ConditionalForwards(forwards))
-        self.chain = Chain([*resolvers, LocalZone(self.store)], self.forwarder)
+        local = LocalZone(self.store)
+        self.chain = Chain([*resolvers, local], self.forwarder)
         self.metrics = Metrics()
         self.handler = QueryHandler(self.store, self.chain, PacketCache(), self.metrics,
-                                    QueryLog() if config.log_queries else None)
+                                    QueryLog() if config.log_queries else None,
+                                    AccessPolicy(config.allow, config.local_to_any), local)
+        self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         self.http = HttpServer(config.http, self) if config.http else None
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
@@ -78,12 +82,12 @@ class Sidecar:
     async def _listen(self, endpoint: Endpoint) -> None:
         family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
         udp = socket.socket(family, socket.SOCK_DGRAM)
-        try:
+        try:  # bound here, not by the loop, so a failure keeps its reason ("Address already in use")
             udp.bind((endpoint.host, endpoint.port))
-        except OSError:
+        except OSError as exc:
             udp.close()
-            raise
-        listener = UdpListener(self.handler, udp)
+            raise OSError(exc.errno, f"{endpoint} (UDP): {exc.strerror}") from None
+        listener = UdpListener(self.handler, udp, limiter=self.limiter)
         listener.start()
         port = udp.getsockname()[1]
         self._udp.append(listener)
@@ -100,15 +104,15 @@ class Sidecar:
             listener.close()
         self.forwarder.close()
         await asyncio.to_thread(self.files.stop)
-        if self.http is not None:
-            self.http.stop()
         if self.docker is not None:
             await asyncio.to_thread(self.docker.stop)
+        if self.http is not None:
+            self.http.stop()
 
     def reload(self) -> None:
-        """SIGHUP: re-read every watched file now instead of waiting for the next poll."""
+        """SIGHUP: re-read every watched file now, changed-looking or not."""
         log.info("reload requested")
-        self.files.rescan()
+        self.files.rescan(force=True)
         self.upstreams.refresh()
 
 
@@ -142,8 +146,3 @@ def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
         return 1
     return 0
 
-
-def serve(resolvers: Sequence[Resolver] = (), config: Config | None = None, **overrides: object) -> int:
-    """The Python entry point: `serve(resolvers=[fn], listen=(Endpoint("127.0.0.1", 5300),))`.
-    Keyword overrides are `Config` fields."""
-    return run(dataclasses.replace(config or Config(), **overrides), resolvers)

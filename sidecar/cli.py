@@ -18,6 +18,7 @@ from .check import run_check
 from .config import (
     LOG_LEVELS,
     Config,
+    allowed_networks,
     domain_names,
     existing_paths,
     forward_rules,
@@ -34,6 +35,7 @@ from .errors import ConfigError
 from .health import run_health
 from .hostsetup import TARGETS, run_host_setup
 from .logs import LOG_FORMATS
+from .outcome import Resolver
 
 ENV_PREFIX = "DNS_SIDECAR_"
 COMMANDS = ("serve", "check", "health", "host-setup")
@@ -90,6 +92,15 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                         help="clients in CIDR get network NAME's answers (repeatable)")
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
                         help="how often watched files are also checked by polling (default 2)")
+    access = parser.add_argument_group("who may ask")
+    access.add_argument("--allow", action="append", metavar="CIDR",
+                        help="also serve these clients (default: loopback and the Docker networks and --view "
+                             "ranges the sidecar knows; everyone else is REFUSED)")
+    access.add_argument("--local-to-any", action="store_true", default=None,
+                        help="answer local names to any client (forwarding stays for allowed clients only)")
+    access.add_argument("--rate-limit", type=float, metavar="QPS",
+                        help="UDP responses per second per client /24 or /56; over it most are dropped and every "
+                             "second one slips as TC (default 0: off)")
     watch = parser.add_argument_group("watching it")
     watch.add_argument("--http", metavar="ADDR:PORT",
                        help="serve /healthz, /metrics, /records and a status page here (default off)")
@@ -164,7 +175,10 @@ def _apply_env(parser: argparse.ArgumentParser, args: argparse.Namespace, env: d
 
 def to_config(args: argparse.Namespace) -> Config:
     """Validate parsed flags into a `Config`; raises ConfigError naming the flag."""
-    get = lambda name, default=None: getattr(args, name, None) or default  # noqa: E731
+    def get(name: str, default=None):
+        value = getattr(args, name, None)
+        return default if value is None else value
+
     return Config(
         listen=listen_endpoints(get("listen", ["127.0.0.1:53"])),
         zonefiles=existing_paths("--zonefile", get("zonefile", [])),
@@ -178,6 +192,9 @@ def to_config(args: argparse.Namespace) -> Config:
         domains=domain_names(get("domain", ["docker"])),
         host_address=host_addresses(get("host_address", [])),
         views=view_ranges(get("view", [])),
+        allow=allowed_networks(get("allow", [])),
+        local_to_any=bool(get("local_to_any", False)),
+        rate_limit=not_negative("--rate-limit", get("rate_limit", 0.0)),
         forwards=forward_rules(get("forward", [])),
         timeout=positive("--timeout", get("timeout", 1.0)),
         cache_size=int(positive("--cache-size", get("cache_size", 10_000), int)),
@@ -192,7 +209,9 @@ def to_config(args: argparse.Namespace) -> Config:
     )
 
 
-def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None,
+         resolvers: Sequence[Resolver] = ()) -> int:
+    """The `dns-sidecar` command; `resolvers` are plug-ins placed before the local zone."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "serve")
@@ -211,4 +230,10 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None) -
         return run_health(config.listen[0], config.http, args.timeout or 2.0)
     if args.command == "host-setup":
         return run_host_setup(config, args.target or [], Path(args.root or "/"), bool(args.apply))
-    return run(config)
+    return run(config, resolvers)
+
+
+def serve(resolvers: Sequence[Resolver] = (), *flags: str) -> int:
+    """The Python entry point: plug-in resolvers plus the command's own flags, e.g.
+    `serve([my_resolver], "--listen", "127.0.0.1:5300", "--zonefile", "zones/")`."""
+    return main(["serve", *flags], resolvers=resolvers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .endpoint import Endpoint, parse_endpoint
 from .errors import ConfigError, ZoneSyntaxError
@@ -41,6 +42,9 @@ class Config:
     log_format: str = "text"
     log_queries: bool = False
     http: Endpoint | None = None
+    allow: tuple[Network, ...] = ()
+    local_to_any: bool = False
+    rate_limit: float = 0.0
 
     def flag_fragment(self) -> Fragment:
         """What the flags themselves contribute to the zone: --record lines and --view ranges."""
@@ -121,6 +125,14 @@ def record_lines(values: list[str]) -> tuple[ZoneRecord, ...]:
     return tuple(records)
 
 
+def allowed_networks(values: list[str]) -> tuple[Network, ...]:
+    """`--allow CIDR`: clients served besides loopback and the networks the zone knows."""
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    except ValueError as exc:
+        raise ConfigError("--allow", str(exc)) from None
+
+
 def forward_rules(values: list[str]) -> tuple[tuple[str, tuple[Endpoint, ...]], ...]:
     """`--forward DOMAIN=ADDR[:PORT][,ADDR...]`: that domain and its subdomains go to those upstreams."""
     rules = []
@@ -136,7 +148,10 @@ def forward_rules(values: list[str]) -> tuple[tuple[str, tuple[Endpoint, ...]], 
     return tuple(rules)
 
 
-def not_negative(flag: str, value: int) -> int:
+Number = TypeVar("Number", int, float)
+
+
+def not_negative(flag: str, value: Number) -> Number:
     if value < 0:
         raise ConfigError(flag, f"must not be negative, got {value}")
     return value

@@ -65,6 +65,16 @@ def patch_reply(cached: bytes, query: bytes, question_end: int) -> bytes:
     return query[:2] + cached[2:12] + query[12:question_end] + cached[question_end:]
 
 
+def truncated_reply(data: bytes) -> bytes | None:
+    """An empty TC reply echoing the question, built from the query's own bytes: what rate
+    limiting "slips" so a real client retries over TCP. None for anything but a plain query."""
+    qkey = question_key(data)
+    if qkey is None:
+        return None
+    flags = _QR | _TC | (struct.unpack_from("!H", data, 2)[0] & (_OPCODE_MASK | 0x0100)) | 0x0080
+    return data[:2] + struct.pack("!5H", flags, 1, 0, 0, 0) + data[12 : qkey.question_end]
+
+
 def parse_query(data: bytes) -> DNSRecord:
     """Parse a query or raise `MalformedQuery` saying whether (and how) to answer it."""
     if len(data) < 12:

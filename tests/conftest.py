@@ -4,12 +4,14 @@ by its pid in teardown, even when the test fails."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,3 +157,26 @@ def sidecar(tmp_path_factory) -> Iterator:
     yield start
     for daemon in started:
         daemon.stop()
+
+
+@pytest.fixture
+def namespace():
+    """A private network namespace with loopback up and its own /etc/netns/NAME/resolv.conf
+    (naming 127.0.0.1), removed afterwards. Traffic inside it never leaves this machine."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("network namespaces need root and iproute2")
+    name = f"sidecar-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    netns_etc = Path("/etc/netns") / name
+    try:
+        subprocess.run(in_ns(name, "ip", "link", "set", "lo", "up"), check=True)
+        netns_etc.mkdir(parents=True)
+        (netns_etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+        yield name
+    finally:
+        shutil.rmtree(netns_etc, ignore_errors=True)
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def in_ns(namespace: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", namespace, *argv]

@@ -1,38 +1,10 @@
 """glibc's own stub resolver (`getent`) resolving through the sidecar: the path every program on
 a host takes. Runs in a private network namespace so the sidecar can own 127.0.0.1:53 there."""
 
-import os
-import shutil
 import subprocess
 import sys
-import uuid
-from pathlib import Path
 
-import pytest
-from conftest import ROOT, Daemon, start_daemon, wait_for
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                                reason="network namespaces need root and iproute2")
-
-
-@pytest.fixture
-def namespace():
-    name = f"sidecar-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    netns_etc = Path("/etc/netns") / name
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        netns_etc.mkdir(parents=True)
-        (netns_etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
-        yield name
-    finally:
-        shutil.rmtree(netns_etc, ignore_errors=True)
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-def in_ns(namespace: str, *argv: str) -> list[str]:
-    return ["ip", "netns", "exec", namespace, *argv]
-
+from conftest import ROOT, Daemon, in_ns, start_daemon, wait_for
 
 def test_getent_resolves_local_names_through_the_sidecar(namespace, tmp_path):
     log = tmp_path / "sidecar.log"

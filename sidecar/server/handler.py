@@ -12,47 +12,61 @@ from dnslib import CLASS, RCODE
 from ..errors import MalformedQuery, UpstreamError
 from ..logs import QueryLog
 from ..metrics import Metrics
-from ..outcome import Answer, Query
+from ..outcome import Answer, Query, Resolver
 from ..resolve.chain import Chain
 from ..store import Store
 from ..wire import build_reply, dnssec_ok, error_reply, parse_query, question_key, udp_limit
+from .access import AccessPolicy
 from .packetcache import PacketCache
 
 log = logging.getLogger(__name__)
 
 SERVFAIL = Answer(rcode=RCODE.SERVFAIL, source="error")
 REFUSED = Answer(rcode=RCODE.REFUSED, source="error")
+NOT_ALLOWED = Answer(rcode=RCODE.REFUSED, source="policy")
+_UNSEEN = b"?unseen"
 _TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}
 
 
 class QueryHandler:
     def __init__(self, store: Store, chain: Chain, packets: PacketCache, metrics: Metrics | None = None,
-                 query_log: QueryLog | None = None) -> None:
+                 query_log: QueryLog | None = None, access: AccessPolicy | None = None,
+                 local: Resolver | None = None) -> None:
         self.store = store
         self.chain = chain
         self.packets = packets
         self.metrics = metrics or Metrics()
         self.query_log = query_log
-        self._view_keys: dict[str, bytes] = {}
-        self._view_generation = -1
+        self.local = local
+        self.access = access or AccessPolicy()
+        self._client_keys: dict[str, bytes | None] = {}
+        self._keys_generation = -1
 
-    def _view_key(self, client: str) -> bytes:
+    def _client_key(self, client: str) -> bytes | None:
+        """The client's view as packet-cache key bytes, or None when the access policy refuses
+        it; remembered per address until the zone (and so the known networks) changes."""
         zone = self.store.zone
-        if not zone.view_networks:
-            return b""
-        if self._view_generation != zone.generation:
-            self._view_keys.clear()
-            self._view_generation = zone.generation
-        key = self._view_keys.get(client)
-        if key is None:
-            if len(self._view_keys) > 65_536:
-                self._view_keys.clear()
-            key = self._view_keys[client] = ",".join(zone.views_of(client)).encode()
+        if self._keys_generation != zone.generation:
+            self._client_keys.clear()
+            self._keys_generation = zone.generation
+        key = self._client_keys.get(client, _UNSEEN)
+        if key is _UNSEEN:
+            if len(self._client_keys) > 65_536:
+                self._client_keys.clear()
+            allowed = self.access.allows(client, zone)
+            key = self._client_keys[client] = ",".join(zone.views_of(client)).encode() if allowed else None
         return key
 
     def cached(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The fast path: a reply from the packet cache, or None to take the slow path."""
-        view = self._view_key(client)
+        view = self._client_key(client)
+        if view is None:
+            if self.access.local_to_any:
+                return None  # the slow path answers local names only
+            if len(data) < 12 or data[2] & 0x80:
+                return None  # never answer a response: that is how reflection loops start
+            self.metrics.answered(transport, RCODE.REFUSED, "policy", b"", 0.0)
+            return error_reply(data, RCODE.REFUSED)
         reply = self.packets.answer(data, _TRANSPORT_TAG[transport] + view, self.store.zone.generation)
         if reply is None:
             return None
@@ -74,8 +88,11 @@ class QueryHandler:
         zone = self.store.zone
         query = Query(str(request.q.qname), request.q.qtype, client, transport, zone.views_of(client),
                       dnssec_ok(request), request.q.qclass)
+        view = self._client_key(client)
         if query.qclass != CLASS.IN:
             answer = REFUSED
+        elif view is None:
+            answer = self._stranger(query)
         else:
             try:
                 answer = await self.chain.resolve(query)
@@ -86,12 +103,20 @@ class QueryHandler:
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
         reply = build_reply(request, answer, udp_limit(request) if transport == "udp" else None)
-        view = self._view_key(client)
         qkey = question_key(data)
-        if qkey is not None:
+        if qkey is not None and view is not None:
             self.packets.put(qkey.key + _TRANSPORT_TAG[transport] + view, reply, answer.cache_for, zone.generation)
         seconds = time.perf_counter() - started
-        self.metrics.answered(transport, answer.rcode, answer.source, view, seconds)
+        self.metrics.answered(transport, answer.rcode, answer.source, view or b"", seconds)
         if self.query_log is not None:
             self.query_log.answered(client, transport, query.name, query.qtype, answer.rcode, answer.source, seconds)
         return reply
+
+    def _stranger(self, query: Query) -> Answer:
+        """A client outside the access policy: REFUSED, or with --local-to-any an answer from the
+        local zone only (never a plug-in, never the forwarder: not an open resolver)."""
+        if self.access.local_to_any and self.local is not None:
+            outcome = self.local(query)
+            if isinstance(outcome, Answer):
+                return outcome
+        return NOT_ALLOWED

@@ -11,21 +11,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 
+from ..wire import truncated_reply
 from .handler import QueryHandler
+from .ratelimit import RateLimiter, Verdict
 
 log = logging.getLogger(__name__)
 
 BATCH = 64  # datagrams handled per wake-up before other callbacks get their turn
 MAX_DATAGRAM = 65535
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python does not export it
+_IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst (source to use), addr (where it was sent)
+_IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
+Ancillary = list[tuple[int, int, bytes]]
+
+
+def reply_source(ancdata: Ancillary) -> Ancillary:
+    """From a query's IP_PKTINFO/IPV6_PKTINFO, the ancillary data that makes the reply leave from
+    the address the query was sent to. A socket bound to 0.0.0.0 would otherwise answer from
+    whatever address the route prefers, and clients drop answers from an unexpected source."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+            _, _, destination = _IN_PKTINFO.unpack_from(data)
+            return [(level, kind, _IN_PKTINFO.pack(0, destination, bytes(4)))]
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:
+            destination, _ = _IN6_PKTINFO.unpack_from(data)
+            return [(level, kind, _IN6_PKTINFO.pack(destination, 0))]
+    return []
 
 
 class UdpListener:
     """Serves one bound UDP socket: `start()` inside the running loop, `close()` when done."""
 
-    def __init__(self, handler: QueryHandler, sock: socket.socket, max_pending: int = 2048) -> None:
+    def __init__(self, handler: QueryHandler, sock: socket.socket, max_pending: int = 2048,
+                 limiter: RateLimiter | None = None) -> None:
         sock.setblocking(False)
         self.handler = handler
+        self.limiter = limiter
         self.max_pending = max_pending
         self.dropped = 0
         self._sock = sock
@@ -34,7 +57,13 @@ class UdpListener:
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(self._sock.fileno(), self._readable)
+        wildcard = self._sock.getsockname()[0] in ("0.0.0.0", "::")
+        if wildcard:
+            if self._sock.family == socket.AF_INET6:
+                self._sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+            else:
+                self._sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+        self._loop.add_reader(self._sock.fileno(), self._readable_wildcard if wildcard else self._readable)
 
     def _readable(self) -> None:
         recvfrom = self._sock.recvfrom
@@ -48,30 +77,53 @@ class UdpListener:
                 continue
             self.datagram_received(data, addr)
 
-    def _send(self, reply: bytes, addr: tuple) -> None:
+    def _readable_wildcard(self) -> None:
+        """As `_readable`, for a wildcard-bound socket: each query brings where it was sent."""
+        recvmsg = self._sock.recvmsg
+        for _ in range(BATCH):
+            try:
+                data, ancdata, _, addr = recvmsg(MAX_DATAGRAM, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("UDP receive error: %s", exc)
+                continue
+            self.datagram_received(data, addr, reply_source(ancdata))
+
+    def _send(self, reply: bytes, addr: tuple, source: Ancillary | None = None) -> None:
         try:
-            self._sock.sendto(reply, addr)
+            if source:
+                self._sock.sendmsg([reply], source, 0, addr)
+            else:
+                self._sock.sendto(reply, addr)
         except (BlockingIOError, InterruptedError):
             self.dropped += 1
         except OSError as exc:
             log.debug("UDP reply to %s not sent: %s", addr[0], exc)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple, source: Ancillary | None = None) -> None:
+        if self.limiter is not None:
+            verdict = self.limiter.check(addr[0])
+            if verdict is not Verdict.ANSWER:
+                slip = truncated_reply(data) if verdict is Verdict.SLIP else None
+                if slip is not None:
+                    self._send(slip, addr, source)
+                return
         reply = self.handler.cached(data, addr[0], "udp")
         if reply is not None:
-            self._send(reply, addr)
+            self._send(reply, addr, source)
             return
         if len(self._pending) >= self.max_pending:
             self.dropped += 1
             return
-        task = self._loop.create_task(self._answer(data, addr))
+        task = self._loop.create_task(self._answer(data, addr, source))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _answer(self, data: bytes, addr: tuple) -> None:
+    async def _answer(self, data: bytes, addr: tuple, source: Ancillary | None) -> None:
         reply = await self.handler.handle(data, addr[0], "udp")
         if reply is not None and self._sock.fileno() != -1:
-            self._send(reply, addr)
+            self._send(reply, addr, source)
 
     async def drain(self) -> None:
         """Let queries already being resolved finish (used on shutdown)."""
