@@ -14,3 +14,10 @@ def test_override_zone_and_relay(sidecar, dnsmasq):
     assert [r.to_text() for r in reply.answer[0]] == ["192.0.2.10"]
     reply = server.query("upstream.test")
     assert [r.to_text() for r in reply.answer[0]] == ["192.0.2.1"]
+
+
+def test_ipv6_listener_answers_over_udp_and_tcp(sidecar):
+    server = sidecar("--record", "six.test. 60 IN AAAA 2001:db8::6", host="::1")
+    for tcp in (False, True):
+        reply = server.query("six.test", "AAAA", tcp=tcp)
+        assert [r.to_text() for r in reply.answer[0]] == ["2001:db8::6"]
