@@ -4,10 +4,13 @@ The counts of inputs tried are printed (run with -s to see them)."""
 
 import asyncio
 import contextlib
+import random
+import socket
 import struct
 
 import dns.message
 import dns.rcode
+from conftest import ROOT
 from dnslib import DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,6 +28,7 @@ from sidecar.zone import Fragment
 from sidecar.zoneparse import parse_zone
 
 EXAMPLES = 2000
+SOCKET_PACKETS = 4000
 VALID = [bytes(DNSRecord.question(name, qtype).pack()) for name, qtype in
          [("web.dev.test", "A"), ("x.apps.dev.test", "AAAA"), ("dev.test", "MX"), ("a.b.c.d.e", "TXT")]]
 HEADER_ONLY = st.binary(min_size=12, max_size=12)
@@ -103,3 +107,24 @@ def test_handcrafted_hostile_packets():
         assert reply is not None and reply[3] & 0xF == dns.rcode.FORMERR, packet
     good = LOOP.run_until_complete(HANDLER.handle(VALID[0], "127.0.0.1", "udp"))
     assert dns.message.from_wire(good).answer[0][0].to_text() == "192.0.2.1"
+
+
+def test_the_running_server_survives_a_stream_of_hostile_packets(sidecar):
+    """Over real sockets: thousands of random and mutated packets over UDP, and lying TCP frames;
+    afterwards the server still answers and has logged no traceback."""
+    server = sidecar("--zonefile", str(ROOT / "examples"))
+    rng = random.Random(7)
+    packets = [mutate(rng.choice(VALID), [(rng.randrange(200), rng.randrange(256)) for _ in range(rng.randint(1, 6))],
+                      rng.randrange(9)) for _ in range(SOCKET_PACKETS // 2)]
+    packets += [rng.randbytes(rng.randrange(0, 600)) for _ in range(SOCKET_PACKETS // 2)]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for packet in packets:
+            udp.sendto(packet, (server.host, server.port))
+    for packet in packets[:200]:
+        with contextlib.suppress(OSError), socket.create_connection((server.host, server.port), timeout=2) as tcp:
+            tcp.sendall(struct.pack("!H", rng.randrange(65536)) + packet)  # a length that usually lies
+    print(f"sent {len(packets)} hostile UDP packets and 200 lying TCP frames")
+    reply = server.query("web.dev.test")
+    assert reply.answer[0][0].to_text() == "192.0.2.10"
+    assert server.proc.poll() is None
+    assert "Traceback" not in server.log_text()
