@@ -38,23 +38,34 @@ def zone_swap(workdir: Path, records: int, upstream_port: int, seconds: float) -
     server = start_sidecar(["--zonefile", str(zones), "--upstream", f"127.0.0.1:{upstream_port}"], workdir,
                            "h0.steady.test.", name="sidecar-swap")
     try:
-        load: dict[str, Run] = {}
-        flowing = threading.Thread(target=lambda: load.update(run=dnsperf(server.port, queries, seconds,
-                                                                                  SWAP_RATE)))
+        runs: list[Run] = []
+        done = threading.Event()
+        flowing = threading.Thread(target=_keep_asking, args=(server.port, queries, runs, done))
         flowing.start()
-        time.sleep(0.5)
-        last = f"h{records - 1}.big.test."
-        write_zonefile(zones / "big.test.zone", "big.test.", records)
-        load_s = _wait_until(lambda: answer_count(ask(server.port, last)) > 0, seconds)
-        before = ask(server.port, last)
-        write_zonefile(zones / "big.test.zone", "big.test.", records, salt=1)
-        swap_s = _wait_until(lambda: ask(server.port, last) not in (before, None), seconds)
-        flowing.join()
-        run = load["run"]
-        return {"records": records, "load_s": _round(load_s), "swap_s": _round(swap_s), "sent": run.sent,
-                "lost": run.lost, "p99_ms": _round(run.percentile(99)), "waited_s": seconds}
+        try:
+            time.sleep(0.5)
+            last = f"h{records - 1}.big.test."
+            write_zonefile(zones / "big.test.zone", "big.test.", records)
+            load_s = _wait_until(lambda: answer_count(ask(server.port, last)) > 0, seconds)
+            before = ask(server.port, last)
+            write_zonefile(zones / "big.test.zone", "big.test.", records, salt=1)
+            swap_s = _wait_until(lambda: ask(server.port, last) not in (before, None), seconds)
+            time.sleep(0.5)
+        finally:
+            done.set()
+            flowing.join()
+        latencies = tuple(ms for run in runs for ms in run.latencies_ms)
+        return {"records": records, "load_s": _round(load_s), "swap_s": _round(swap_s),
+                "sent": sum(run.sent for run in runs), "lost": sum(run.lost for run in runs),
+                "p99_ms": _round(Run(0, 0, 0, latencies).percentile(99)), "waited_s": seconds}
     finally:
         server.stop()
+
+
+def _keep_asking(port: int, queries: Path, runs: list[Run], done: threading.Event) -> None:
+    """Steady load in one-second dnsperf runs until `done`, so it lasts exactly as long as needed."""
+    while not done.is_set():
+        runs.append(dnsperf(port, queries, 1.0, SWAP_RATE))
 
 
 def zone_build(zonefile: Path) -> dict:

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 TINY = ["--quick", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000", "--containers", "100",
-        "--idle-seconds", "0.2", "--swap-seconds", "3", "--no-events"]
+        "--idle-seconds", "0.2", "--swap-seconds", "20", "--no-events"]
 
 
 @pytest.mark.slow
