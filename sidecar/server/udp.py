@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 BATCH = 64  # datagrams handled per wake-up before other callbacks get their turn
 MAX_DATAGRAM = 65535
+# Queries wait here while the loop is busy (a large zone being swapped in holds the interpreter for
+# a while): 4 MiB keeps thousands of them instead of dropping them. The kernel caps it at
+# net.core.rmem_max.
+RECEIVE_BUFFER = 4 * 1024 * 1024
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux's value; Python does not export it
 _IN_PKTINFO = struct.Struct("=I4s4s")  # ifindex, spec_dst (source to use), addr (where it was sent)
 _IN6_PKTINFO = struct.Struct("=16sI")  # addr, ifindex
@@ -47,6 +51,7 @@ class UdpListener:
     def __init__(self, handler: QueryHandler, sock: socket.socket, max_pending: int = 2048,
                  limiter: RateLimiter | None = None) -> None:
         sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         self.handler = handler
         self.limiter = limiter
         self.max_pending = max_pending
