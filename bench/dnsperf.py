@@ -30,16 +30,17 @@ class Run:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(p) - 1]
 
 
-def _argv(port: int, queries: Path, seconds: float, rate: float | None) -> list[str]:
+def _argv(port: int, queries: Path, seconds: float, rate: float | None, timeout: float) -> list[str]:
     argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries), "-c", str(CLIENTS),
-            "-l", f"{seconds:g}", "-t", "1"]
+            "-l", f"{seconds:g}", "-t", f"{timeout:g}"]
     return argv + (["-Q", str(max(1, int(rate))), "-v"] if rate else [])
 
 
-def dnsperf(port: int, queries: Path, seconds: float, rate: float | None = None) -> Run:
-    """Load `port` for `seconds`: flat out, or at `rate` q/s with every latency recorded."""
-    result = subprocess.run(_argv(port, queries, seconds, rate), capture_output=True, text=True,
-                            timeout=seconds + 30, check=False)
+def dnsperf(port: int, queries: Path, seconds: float, rate: float | None = None, timeout: float = 1.0) -> Run:
+    """Load `port` for `seconds`: flat out, or at `rate` q/s with every latency recorded. A query
+    unanswered after `timeout` seconds counts as lost."""
+    result = subprocess.run(_argv(port, queries, seconds, rate, timeout), capture_output=True, text=True,
+                            timeout=seconds + timeout + 30, check=False)
     out = result.stdout
     found = _QPS.search(out)
     if result.returncode != 0 or found is None:

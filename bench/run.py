@@ -141,8 +141,8 @@ def table(results: dict) -> str:
     swap, build, mem, idle = results["zone_swap"], results["zone_build"], results["memory"], results["idle_cpu"]
     lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
                  f"{_seconds(swap['load_s'], swap)} / {_seconds(swap['swap_s'], swap)} | | | "
-                 f"lost {swap['lost']} of {swap['sent']}, "
-                 f"p99 {swap['p99_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s | |")
+                 f"lost {swap['lost']} of {swap['sent']} (after {probes.GIVE_UP:g} s), p99 {swap['p99_ms']} ms, "
+                 f"max {swap['max_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s | |")
     lines.append(f"| {mem['containers']:,} containers ({mem['records']:,} records): resident memory | "
                  f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | | |")
     lines.append(f"| idle CPU over {idle['seconds']:g} s | {idle['ours_pct']}% | {idle['dnsmasq_pct']}% | | | | |")
