@@ -63,7 +63,7 @@ class Sidecar:
 
     async def start(self) -> None:
         if self.http is not None:
-            self.http.start()  # first, so /healthz can say what is still loading
+            self._start_http()  # first, so /healthz can say what is still loading
         self.store.put("flags", self.config.flag_fragment())
         await asyncio.to_thread(self.files.load)
         self.files.start()
@@ -78,6 +78,16 @@ class Sidecar:
         log.info("listening on %s (UDP and TCP); %d local records; upstreams: %s",
                  ", ".join(map(str, self.bound)), len(self.store.zone.records),
                  ", ".join(map(str, self.upstreams())) or "none")
+
+    def _start_http(self) -> None:
+        """The HTTP window is a convenience: a port someone else holds is logged, and DNS is
+        served all the same (names matter more than the page about them)."""
+        try:
+            self.http.start()
+        except OSError as exc:
+            log.error("HTTP on %s: cannot listen: %s; serving DNS without /healthz, /metrics and /records",
+                      self.config.http, exc.strerror or exc)
+            self.http = None
 
     async def _listen(self, endpoint: Endpoint) -> None:
         family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET

@@ -1,0 +1,39 @@
+"""Faults the other suites do not inject: the HTTP port held by someone else, and every upstream
+dead at once and then back. The sidecar keeps answering what it can, says why, and recovers."""
+
+from __future__ import annotations
+
+import socket
+
+import dns.rcode
+from conftest import ROOT, free_port, wait_for
+
+
+def test_http_port_taken_logs_why_and_dns_is_served(sidecar) -> None:
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        server = sidecar("--zonefile", ROOT / "examples", "--http", f"127.0.0.1:{port}")
+        assert server.query("web.dev.test").answer[0][0].to_text() == "192.0.2.10"
+        assert server.query("web.dev.test", tcp=True).answer[0][0].to_text() == "192.0.2.10"
+        log = server.log_text()
+        assert f"HTTP on 127.0.0.1:{port}: cannot listen: Address already in use" in log
+        assert "Traceback" not in log
+        assert server.proc.poll() is None
+
+
+def test_every_upstream_dead_then_back(dnsmasq, sidecar) -> None:
+    first = dnsmasq("127.0.0.2", ["--address=/gone.test/192.0.2.1"], ttl=0)
+    second = dnsmasq("127.0.0.3", ["--address=/gone.test/192.0.2.1"], ttl=0)
+    server = sidecar("--upstream", f"{first.host}:{first.port}", "--upstream", f"{second.host}:{second.port}",
+                     "--stale-ttl", "0", "--timeout", "1")
+    assert server.query("a.gone.test").answer[0][0].to_text() == "192.0.2.1"
+    first.stop()
+    second.stop()
+    assert server.query("b.gone.test", timeout=5).rcode() == dns.rcode.SERVFAIL
+    dnsmasq(first.host, ["--address=/gone.test/192.0.2.1"], ttl=0, port=first.port)
+    dnsmasq(second.host, ["--address=/gone.test/192.0.2.1"], ttl=0, port=second.port)
+    wait_for(lambda: server.query("c.gone.test", timeout=2).answer[0][0].to_text() == "192.0.2.1", timeout=10,
+             what="answers again once the upstreams are back")
+    assert "Traceback" not in server.log_text()
