@@ -86,10 +86,11 @@ class Server:
                 self.proc.wait(5)
 
 
-def _start(name: str, argv: list[str], port: int, log: Path, probe: str, timeout: float = 30.0) -> Server:
+def _start(name: str, argv: list[str], port: int, log: Path, probe: str, timeout: float = 30.0,
+           env: dict[str, str] | None = None) -> Server:
     with log.open("ab") as handle:
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=ROOT)
+                                start_new_session=True, cwd=ROOT, env=env)
     server = Server(name, proc, port, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -111,8 +112,11 @@ def start_dnsmasq(name: str, conf: Path, workdir: Path, probe: str, args: tuple[
     return _start(name, argv, port, workdir / f"{name}.log", probe)
 
 
-def start_sidecar(args: list[str], workdir: Path, probe: str, name: str = "sidecar") -> Server:
+def start_sidecar(args: list[str], workdir: Path, probe: str, name: str = "sidecar",
+                  docker_host: str | None = None) -> Server:
+    """Without `docker_host` the Docker source is off; with it, the sidecar watches that engine."""
     port = free_port()
-    argv = [sys.executable, "-m", "sidecar", "serve", "--listen", f"{HOST}:{port}", "--no-docker",
-            "--log-level", "warning", *args]
-    return _start(name, argv, port, workdir / f"{name}.log", probe)
+    argv = [sys.executable, "-m", "sidecar", "serve", "--listen", f"{HOST}:{port}",
+            *(() if docker_host else ("--no-docker",)), "--log-level", "warning", *args]
+    env = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
+    return _start(name, argv, port, workdir / f"{name}.log", probe, env=env)

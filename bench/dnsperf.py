@@ -30,21 +30,23 @@ class Run:
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(p) - 1]
 
 
-def _argv(port: int, queries: Path, seconds: float, rate: float | None, timeout: float) -> list[str]:
+def _argv(port: int, queries: Path, seconds: float, rate: float | None, timeout: float, verbose: bool) -> list[str]:
     argv = ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(queries), "-c", str(CLIENTS),
             "-l", f"{seconds:g}", "-t", f"{timeout:g}"]
-    return argv + (["-Q", str(max(1, int(rate))), "-v"] if rate else [])
+    return argv + (["-Q", str(max(1, int(rate)))] if rate else []) + (["-v"] if rate and verbose else [])
 
 
-def dnsperf(port: int, queries: Path, seconds: float, rate: float | None = None, timeout: float = 1.0) -> Run:
-    """Load `port` for `seconds`: flat out, or at `rate` q/s with every latency recorded. A query
-    unanswered after `timeout` seconds counts as lost."""
-    result = subprocess.run(_argv(port, queries, seconds, rate, timeout), capture_output=True, text=True,
+def dnsperf(port: int, queries: Path, seconds: float, rate: float | None = None, timeout: float = 1.0,
+            latencies: bool = True) -> Run:
+    """Load `port` for `seconds`: flat out, or at `rate` q/s with every latency recorded (unless
+    `latencies` is False: a long run would print millions of lines). A query unanswered after
+    `timeout` seconds counts as lost."""
+    result = subprocess.run(_argv(port, queries, seconds, rate, timeout, latencies), capture_output=True, text=True,
                             timeout=seconds + timeout + 30, check=False)
     out = result.stdout
     found = _QPS.search(out)
     if result.returncode != 0 or found is None:
         raise RuntimeError(f"dnsperf failed ({result.returncode}): {result.stderr[-500:] or out[-500:]}")
-    latencies = tuple(float(s) * 1000 for s in _VERBOSE.findall(out)) if rate else ()
+    recorded = tuple(float(s) * 1000 for s in _VERBOSE.findall(out)) if rate and latencies else ()
     return Run(float(found.group(1)), int(_SENT.search(out).group(1)), int(_LOST.search(out).group(1)),
-               latencies)
+               recorded)
