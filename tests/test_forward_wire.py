@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import dns.edns
 import dns.flags
 import dns.message
+import dns.rcode
 import dns.rrset
 import pytest
 from dnslib import QTYPE
@@ -186,3 +187,24 @@ def test_lru_bound_evicts_the_oldest_answer(dnsmasq) -> None:
 
     assert run(main) == 2
     assert queried_names(upstream.log_text()) == ["a.lru.test", "b.lru.test", "c.lru.test", "a.lru.test"]
+
+
+def test_servfail_is_remembered_briefly_instead_of_asked_again(scripted) -> None:
+    def servfail(query, addr, sock) -> None:
+        reply = dns.message.make_response(query)
+        reply.set_rcode(dns.rcode.SERVFAIL)
+        sock.sendto(reply.to_wire(), addr)
+
+    upstream = scripted(servfail)
+
+    async def main():
+        fwd = forwarder(upstream.endpoint)
+        try:
+            for _ in range(3):
+                with pytest.raises(UpstreamError, match="SERVFAIL"):
+                    await fwd.resolve(Query("broken.test.", QTYPE.A))
+        finally:
+            fwd.close()
+
+    run(main)
+    assert len(upstream.seen) == 1
