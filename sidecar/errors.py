@@ -37,4 +37,10 @@ class MalformedQuery(SidecarError):
 
 
 class UpstreamError(SidecarError):
-    """No upstream gave a usable answer; the server edge turns this into SERVFAIL."""
+    """No upstream gave a usable answer; the server edge turns this into SERVFAIL. `repeated` is
+    True when nothing was asked (no upstream, or the question failed a moment ago): the reason was
+    already logged, and a line per query would let any client flood the log."""
+
+    def __init__(self, reason: str, repeated: bool = False) -> None:
+        super().__init__(reason)
+        self.repeated = repeated

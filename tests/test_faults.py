@@ -37,3 +37,15 @@ def test_every_upstream_dead_then_back(dnsmasq, sidecar) -> None:
     wait_for(lambda: server.query("c.gone.test", timeout=2).answer[0][0].to_text() == "192.0.2.1", timeout=10,
              what="answers again once the upstreams are back")
     assert "Traceback" not in server.log_text()
+
+
+def test_a_failing_name_asked_over_and_over_is_logged_once_not_per_query(dnsmasq, sidecar) -> None:
+    """Any client could otherwise write a warning line per query: the log is not an echo."""
+    gone = dnsmasq("127.0.0.2")
+    gone.stop()
+    server = sidecar("--upstream", f"{gone.host}:{gone.port}", "--stale-ttl", "0")
+    rcodes = {server.query("flood.test", timeout=5).rcode() for _ in range(100)}
+    assert rcodes == {dns.rcode.SERVFAIL}
+    warnings = [line for line in server.log_text().splitlines() if " WARNING " in line and "SERVFAIL for flood" in line]
+    assert 1 <= len(warnings) <= 2, warnings  # once per failure window (5 s), however many queries
+    assert "127.0.0.2" in warnings[0]

@@ -91,19 +91,21 @@ class Forwarder:
     async def _fresh(self, key: CacheKey, targets: tuple[Endpoint, ...]) -> Answer:
         """Ask upstream unless this question failed a moment ago; on failure, serve stale."""
         reason = self.cache.failure(key)
+        repeated = True
         if reason is None and not targets:
             reason = "no upstream resolver configured"
         elif reason is None:
             try:
                 return self.cache.put(key, await self._ask_each(targets, key))
             except UpstreamError as exc:
-                reason = str(exc)
+                reason, repeated = str(exc), False
                 self.cache.put_failure(key, reason)
         stale = self.cache.stale(key)
         if stale is not None:
-            log.info("serving stale %s %s: %s", key[0], QTYPE.get(key[1]), reason)
+            log.log(logging.DEBUG if repeated else logging.INFO, "serving stale %s %s: %s", key[0],
+                    QTYPE.get(key[1]), reason)
             return stale
-        raise UpstreamError(reason)
+        raise UpstreamError(reason, repeated)
 
     async def _ask_each(self, targets: Sequence[Endpoint], key: CacheKey) -> Answer:
         qname, qtype, qclass, dnssec_ok = key

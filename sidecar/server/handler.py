@@ -97,7 +97,8 @@ class QueryHandler:
             try:
                 answer = await self.chain.resolve(query)
             except UpstreamError as exc:
-                log.warning("SERVFAIL for %s %s: %s", query.name, query.type_name, exc)
+                log.log(logging.DEBUG if exc.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", query.name,
+                        query.type_name, exc)
                 answer = SERVFAIL
             except Exception:  # a plug-in's bug must cost one answer, not the server
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
