@@ -29,10 +29,20 @@ class Fragment:
     views: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
 
 
-def _rdata_key(record: ZoneRecord) -> bytes:
-    buf = DNSBuffer()
-    record.rdata.pack(buf)
-    return bytes(buf.data)
+def _unique(records: list[ZoneRecord]) -> tuple[ZoneRecord, ...]:
+    """One RRset without repeats (two sources giving the same address). Packing is the only
+    reliable equality for dnslib rdata, so it is paid only where an RRset has several records."""
+    if len(records) == 1:
+        return (records[0],)
+    seen: set[bytes] = set()
+    unique = []
+    for rec in records:
+        buf = DNSBuffer()
+        rec.rdata.pack(buf)
+        if bytes(buf.data) not in seen:
+            seen.add(bytes(buf.data))
+            unique.append(rec)
+    return tuple(unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,27 +81,20 @@ class Zone:
                     soa_by_origin[rec.name] = rec
         owned = sorted(soa_owner, key=len, reverse=True)
 
-        kept: list[ZoneRecord] = []
-        seen: set[tuple[str, int, str | None, bytes]] = set()
+        grouped: dict[str, dict[str | None, dict[int, list[ZoneRecord]]]] = {}
         for key, fragment in fragments.items():
             for rec in fragment.records:
-                origin = next((o for o in owned if is_subdomain(rec.name, o)), None)
+                origin = next((o for o in owned if is_subdomain(rec.name, o)), None) if owned else None
                 if origin is not None and soa_owner[origin] != key:
                     warnings.append(f"{rec.origin}: {rec.name} is inside zone {origin} owned by "
                                     f"{soa_by_origin[origin].origin}; the zonefile wins")
                     continue
                 if rec.rtype == QTYPE.SOA and soa_by_origin.get(rec.name) is not rec:
                     continue
-                ident = (rec.name, rec.rtype, rec.view, _rdata_key(rec))
-                if ident not in seen:
-                    seen.add(ident)
-                    kept.append(rec)
-
-        grouped: dict[str, dict[str | None, dict[int, list[ZoneRecord]]]] = {}
-        for rec in kept:
-            grouped.setdefault(rec.name, {}).setdefault(rec.view, {}).setdefault(rec.rtype, []).append(rec)
-        nodes = {name: {view: {t: tuple(rs) for t, rs in types.items()} for view, types in by_view.items()}
+                grouped.setdefault(rec.name, {}).setdefault(rec.view, {}).setdefault(rec.rtype, []).append(rec)
+        nodes = {name: {view: {t: _unique(rs) for t, rs in types.items()} for view, types in by_view.items()}
                  for name, by_view in grouped.items()}
+        kept = [rec for by_view in nodes.values() for types in by_view.values() for rs in types.values() for rec in rs]
         for name, by_view in nodes.items():
             for types in by_view.values():
                 if QTYPE.CNAME in types and len(types) > 1:

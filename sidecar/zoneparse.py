@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterator
 
 from dnslib import QTYPE, RDMAP, DNSBuffer, DNSLabel
@@ -15,6 +16,8 @@ from .errors import ZoneSyntaxError
 from .records import ZoneRecord, normalize_name
 from .reverse import ptr_name
 
+_SPECIAL = re.compile(r'[;()"]')
+_ADDRESS_FAMILIES = {"A": socket.AF_INET, "AAAA": socket.AF_INET6}
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TTL_RE = re.compile(r"^(?:\d+[smhdw]?)+$", re.IGNORECASE)
 MAX_TTL = 2**31 - 1
@@ -46,6 +49,9 @@ def parse_ttl(token: str) -> int:
 def _split_line(line: str, where: str, lineno: int) -> tuple[list[str], bool]:
     """Tokens of one physical line (a quoted string is one token that keeps its opening quote as
     a marker; comments dropped), and whether the line starts with blank space (owner omitted)."""
+    indented = line[:1] in (" ", "\t")
+    if not _SPECIAL.search(line):
+        return line.split(), indented  # the common line: nothing quoted, no comment, no parentheses
     tokens: list[str] = []
     i, n = 0, len(line)
     while i < n:
@@ -78,7 +84,7 @@ def _split_line(line: str, where: str, lineno: int) -> tuple[list[str], bool]:
                 j += 1
             tokens.append(line[i:j])
             i = j
-    return tokens, line[:1] in (" ", "\t")
+    return tokens, indented
 
 
 def _logical_records(text: str, where: str) -> Iterator[tuple[int, list[str], bool]]:
@@ -119,10 +125,21 @@ def _absolute(token: str, origin: str | None, where: str, lineno: int) -> str:
     else:
         name = f"{token}.{origin}" if origin != "." else f"{token}."
     try:
-        DNSLabel(name)  # length checks: labels <= 63, name <= 255
+        _check_name(name)
         return normalize_name(name)
     except Exception as exc:  # dnslib raises its own error types and ValueError
         raise ZoneSyntaxError(where, lineno, f"bad name {token!r}: {exc}") from None
+
+
+def _check_name(name: str) -> None:
+    """RFC 1035 limits on an absolute name: no empty label, labels <= 63 bytes, <= 255 in all."""
+    if not name.isascii():
+        DNSLabel(name)  # IDNA encoding and its own checks
+        return
+    if len(name) > 254:
+        raise ValueError("name over 255 bytes")
+    if name != "." and any(not label or len(label) > 63 for label in name[:-1].split(".")):
+        raise ValueError("empty label or label over 63 bytes")
 
 
 def _rdata(rtype: str, fields: list[str], origin: str | None, where: str, lineno: int):
@@ -130,15 +147,17 @@ def _rdata(rtype: str, fields: list[str], origin: str | None, where: str, lineno
     if not low <= len(fields) <= high:
         want = str(low) if low == high else f"at least {low}"
         raise ZoneSyntaxError(where, lineno, f"{rtype} takes {want} field(s), got {len(fields)}")
+    if rtype in _ADDRESS_FAMILIES:  # the bulk of most zones: validated and packed by the C library
+        try:
+            return RDMAP[rtype](tuple(socket.inet_pton(_ADDRESS_FAMILIES[rtype], fields[0])))
+        except OSError:
+            raise ZoneSyntaxError(where, lineno, f"bad {rtype} data {fields[0]!r}: not an "
+                                  f"IPv{4 if rtype == 'A' else 6} address") from None
     plain = [f[1:] if f.startswith('"') else f for f in fields]
     for idx in _NAME_FIELDS.get(rtype, ()):
         plain[idx] = _absolute(plain[idx], origin, where, lineno)
     try:
-        if rtype == "A":
-            ipaddress.IPv4Address(plain[0])
-        elif rtype == "AAAA":
-            ipaddress.IPv6Address(plain[0])
-        elif rtype == "CAA":
+        if rtype == "CAA":
             plain = [plain[0], plain[1], '"' + plain[2] + '"']
         rdata = RDMAP.get(rtype).fromZone(plain, DNSLabel(origin or ""))
         rdata.pack(DNSBuffer())  # range and length checks dnslib only does when packing

@@ -62,7 +62,7 @@ def test_check_lists_every_error_as_file_line_reason(tmp_path):
     result = run_cli("check", "--zonefile", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{tmp_path}/a.test.zone:2: bad A data '192.0.2': Expected 4 octets in '192.0.2'",
+        f"{tmp_path}/a.test.zone:2: bad A data '192.0.2': not an IPv4 address",
         f"{tmp_path}/b.test.zone:4: unknown or unsupported record type 'FOO'",
     ]
 
