@@ -81,6 +81,14 @@ class Every:
         self._thread.join(30)
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far, from /proc/stat: the engine's own work
+    (runc, shims) and every other tenant compete with the sidecar and the load generator."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def a_records(reply: bytes | None) -> list[str]:
     return [] if reply is None else sorted(str(rr.rdata) for rr in DNSRecord.parse(reply).rr if rr.rtype == 1)
 
@@ -149,17 +157,18 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
 
         chores = {"rss": Every(args.sample_seconds, sample), "zone": Every(1.0, rewrite),
                   "containers": Every(args.cycle_seconds, cycle)}
-        cpu = server.cpu_seconds()
+        cpu, ticks = server.cpu_seconds(), machine_ticks()
         try:
             run = dnsperf(server.port, queries, args.seconds, rate, timeout=QUERY_TIMEOUT, latencies=False)
         finally:
             for chore in chores.values():
                 chore.stop()
-        cpu = server.cpu_seconds() - cpu
+        cpu, (busy, total) = server.cpu_seconds() - cpu, (b - a for a, b in zip(ticks, machine_ticks(), strict=True))
         sample()
         final = checks(server, pool, state["salt"])
         client.close()
-        return report(args, full.qps, rate, run, samples, chores, final, server, cpu)
+        return report(args, full.qps, rate, run, samples, chores, final, server, cpu) | {
+            "machine_busy_pct": round(100 * busy / max(1, total), 1)}
     finally:
         for daemon in reversed(started):
             daemon.stop()
