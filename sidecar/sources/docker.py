@@ -143,6 +143,7 @@ class DockerSource:
                 reason = "an internal error"
             finally:
                 client.close()
+                self._first_attempt.set()  # startup waits for this, whatever happened
             if self.connected:  # it worked for a while: retry soon; a failure at once backs off
                 delay = FIRST_BACKOFF
             self.connected = False
