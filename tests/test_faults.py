@@ -3,8 +3,12 @@ dead at once and then back. The sidecar keeps answering what it can, says why, a
 
 from __future__ import annotations
 
+import signal
 import socket
+import struct
+import time
 
+import dns.message
 import dns.rcode
 from conftest import ROOT, free_port, wait_for
 
@@ -49,3 +53,23 @@ def test_a_failing_name_asked_over_and_over_is_logged_once_not_per_query(dnsmasq
     warnings = [line for line in server.log_text().splitlines() if " WARNING " in line and "SERVFAIL for flood" in line]
     assert 1 <= len(warnings) <= 2, warnings  # once per failure window (5 s), however many queries
     assert "127.0.0.2" in warnings[0]
+
+
+def test_sigterm_answers_the_tcp_query_in_flight_and_exits_zero_within_2_s(sidecar) -> None:
+    """The query is provably in flight (the upstream, which never answers, has received it) when
+    the signal lands; the client still gets its answer (SERVFAIL once the budget is spent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.5", 0))
+        silent.settimeout(5)
+        server = sidecar("--upstream", f"127.0.0.5:{silent.getsockname()[1]}", "--timeout", "0.8")
+        with socket.create_connection((server.host, server.port), timeout=5) as client:
+            wire = dns.message.make_query("in-flight.test", "A").to_wire()
+            client.sendall(struct.pack("!H", len(wire)) + wire)
+            silent.recvfrom(512)  # the sidecar asked upstream: the query is in flight
+            sent = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            size = struct.unpack("!H", client.recv(2, socket.MSG_WAITALL))[0]
+            reply = dns.message.from_wire(client.recv(size, socket.MSG_WAITALL))
+        assert reply.rcode() == dns.rcode.SERVFAIL and reply.question[0].name.to_text() == "in-flight.test."
+        assert server.proc.wait(5) == 0
+        assert time.monotonic() - sent < 2.0, "the drain took longer than its bound"
