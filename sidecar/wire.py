@@ -7,7 +7,7 @@ a packet-cache hit never touches dnslib."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSRecord
 
@@ -144,6 +144,61 @@ def build_reply(request: DNSRecord, answer: Answer, limit: int | None) -> bytes:
     reply.rr, reply.auth = [], []
     reply.ar = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
     return bytes(reply.pack())
+
+
+def answer_from_reply(data: bytes, source: str = "forward") -> Answer:
+    """An upstream's reply as an `Answer` with parsed records (OPT left out: ours is added)."""
+    reply = DNSRecord.parse(data)
+    return Answer(rcode=reply.header.rcode, answer=tuple(reply.rr), authority=tuple(reply.auth),
+                  additional=tuple(rr for rr in reply.ar if rr.rtype != QTYPE.OPT), source=source)
+
+
+def with_records(answer: Answer) -> Answer:
+    """`answer` with its records parsed from `wire` when it carries bytes (for a caller that must
+    add to them or rebuild the reply); its caching lifetime and source are kept."""
+    if answer.wire is None:
+        return answer
+    return replace(answer_from_reply(answer.wire, answer.source), cache_for=answer.cache_for)
+
+
+def relay_reply(upstream: bytes, query: bytes, limit: int | None) -> bytes | None:
+    """The upstream's reply bytes made the answer to `query`: the client's ID, question bytes
+    (its case) and RD/CD bits, the upstream's records, rcode and AD bit. None when the reply is
+    not for this exact question or its OPT record cannot simply be dropped for a client without
+    EDNS; the caller then parses and builds the reply instead. Over `limit`: an empty TC reply."""
+    qkey = question_key(query)
+    if qkey is None or len(upstream) < 12:
+        return None
+    upstream_qend = _skip_name(upstream, 12) + 4
+    if upstream[12:upstream_qend].lower() != query[12 : qkey.question_end].lower():
+        return None
+    _, up_flags, _, an, ns, ar = HEADER.unpack_from(upstream)
+    body = upstream[upstream_qend:]
+    if ar and len(query) == qkey.question_end:  # the client sent no OPT: it must get none
+        opt = _last_record_if_opt(upstream, an + ns + ar)
+        if opt is None or ar != 1:
+            return None
+        body = upstream[upstream_qend:opt]
+        ar = 0
+    client_flags = struct.unpack_from("!H", query, 2)[0]
+    flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080 | (up_flags & 0x0020) | (up_flags & 0xF)
+    reply = query[:2] + struct.pack("!5H", flags, 1, an, ns, ar) + query[12 : qkey.question_end] + body
+    if limit is not None and len(reply) > limit:
+        return truncated_reply(query)
+    return reply
+
+
+def _last_record_if_opt(message: bytes, records: int) -> int | None:
+    """Where the last record starts, if it is an OPT record."""
+    pos = _skip_name(message, 12) + 4
+    start = pos
+    rtype = 0
+    for _ in range(records):
+        start = pos
+        pos = _skip_name(message, pos)
+        rtype, _, _, rdlength = struct.unpack_from("!HHIH", message, pos)
+        pos += 10 + rdlength
+    return start if records and rtype == QTYPE.OPT else None
 
 
 def ttl_offsets(message: bytes) -> list[tuple[int, int]]:

@@ -7,7 +7,7 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from sidecar.errors import MalformedQuery
 from sidecar.outcome import Answer
-from sidecar.wire import build_reply, error_reply, parse_query, udp_limit
+from sidecar.wire import build_reply, error_reply, parse_query, relay_reply, udp_limit
 
 
 def packed_query(name="web.dev.test", qtype="A", edns: int | None = None, do=False) -> bytes:
@@ -74,3 +74,37 @@ def test_oversized_udp_reply_is_truncated_to_an_empty_tc_reply():
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.dev.test."
     full = DNSRecord.parse(build_reply(request, Answer(answer=big), None))  # TCP: no limit
     assert full.header.tc == 0 and len(full.rr) == 5
+
+
+def upstream_reply(name: str, qtype: str = "A", edns: bool = True, ttl: int = 0, count: int = 1) -> bytes:
+    """What an upstream sends back for our lower-cased question (AD and AA set to see them handled)."""
+    reply = DNSRecord.question(name.lower(), qtype).reply(ra=1, aa=1)
+    reply.header.ad = 1
+    for i in range(count):
+        reply.add_answer(RR(name.lower(), QTYPE.A, ttl=ttl, rdata=A(f"192.0.2.{i + 1}")))
+    if edns:
+        reply.add_ar(EDNS0(udp_len=1232))
+    return bytes(reply.pack())
+
+
+def test_relayed_reply_takes_the_clients_id_case_and_flags():
+    query = packed_query("WeB.Fwd.TEST", edns=1232)
+    relayed = DNSRecord.parse(relay_reply(upstream_reply("web.fwd.test"), query, 1232))
+    assert relayed.header.id == DNSRecord.parse(query).header.id
+    assert str(relayed.q.qname) == "WeB.Fwd.TEST."
+    assert (relayed.header.qr, relayed.header.rd, relayed.header.ra, relayed.header.aa, relayed.header.ad) == (
+        1, 1, 1, 0, 1)  # ours is never authoritative for a relayed answer; AD is the upstream's word
+    assert [str(rr.rdata) for rr in relayed.rr] == ["192.0.2.1"]
+    assert [rr.rtype for rr in relayed.ar] == [QTYPE.OPT]
+
+
+def test_relayed_reply_drops_opt_for_a_client_without_edns():
+    relayed = DNSRecord.parse(relay_reply(upstream_reply("web.fwd.test"), packed_query("web.fwd.test"), 512))
+    assert relayed.ar == [] and [str(rr.rdata) for rr in relayed.rr] == ["192.0.2.1"]
+
+
+def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big():
+    assert relay_reply(upstream_reply("other.fwd.test"), packed_query("web.fwd.test"), 512) is None
+    big = relay_reply(upstream_reply("web.fwd.test", count=40), packed_query("web.fwd.test"), 512)
+    reply = DNSRecord.parse(big)
+    assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.fwd.test."

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..outcome import Answer, Forward, Query, Resolver
+from ..wire import with_records
 from .forward import Forwarder
 
 
@@ -36,4 +37,5 @@ class Chain:
         if not forward.prefix:
             return answer
         # A local CNAME chain that leaves our data: our records first, then the upstream's.
+        answer = with_records(answer)
         return replace(answer, answer=forward.prefix + answer.answer)

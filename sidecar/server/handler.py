@@ -15,7 +15,16 @@ from ..metrics import Metrics
 from ..outcome import Answer, Query, Resolver
 from ..resolve.chain import Chain
 from ..store import Store
-from ..wire import build_reply, dnssec_ok, error_reply, parse_query, question_key, udp_limit
+from ..wire import (
+    build_reply,
+    dnssec_ok,
+    error_reply,
+    parse_query,
+    question_key,
+    relay_reply,
+    udp_limit,
+    with_records,
+)
 from .access import AccessPolicy
 from .packetcache import PacketCache
 
@@ -103,7 +112,10 @@ class QueryHandler:
             except Exception:  # a plug-in's bug must cost one answer, not the server
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
-        reply = build_reply(request, answer, udp_limit(request) if transport == "udp" else None)
+        limit = udp_limit(request) if transport == "udp" else None
+        reply = relay_reply(answer.wire, data, limit) if answer.wire is not None else None
+        if reply is None:
+            reply = build_reply(request, with_records(answer), limit)  # bytes that could not be relayed as-is
         qkey = question_key(data)
         if qkey is not None and view is not None:
             self.packets.put(qkey.key + _TRANSPORT_TAG[transport] + view, reply, answer.cache_for, zone.generation)
