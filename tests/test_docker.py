@@ -213,6 +213,7 @@ def test_in_process_views_with_real_subnets(docker_engine, docker_client):
     web = run(docker_client, "web", network="front")
     back.connect(web)
     web.reload()
+    run(docker_client, "peer", network="front")
     front.reload()
     store = Store()
     source = DockerSource(store, NameRules(), docker_engine.url)
@@ -228,8 +229,14 @@ def test_in_process_views_with_real_subnets(docker_engine, docker_client):
             return [str(rr.rdata) for rr in answer.answer]
 
         assert zone.views_of(client) == ("front",)
+        assert sorted(view for _, view in zone.view_networks) == ["back", "front"]  # each subnet once
         assert ask(client) == [address(web, "front")]
         assert ask("127.0.0.1") == [address(web, "back")]
+        late = run(docker_client, "late", network="back")
+        wait_for(lambda: zone is not store.zone and store.zone.lookup(Query("late.docker", QTYPE.A)),
+                 what="late.docker from its start event")
+        assert sorted(view for _, view in store.zone.view_networks) == ["back", "front"]
+        late.remove(force=True)
     finally:
         source.stop()
 

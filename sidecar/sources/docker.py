@@ -27,12 +27,13 @@ from requests.exceptions import RequestException
 
 from ..config import Config
 from ..store import Store
-from ..zone import Fragment
+from ..zone import Fragment, Network
 from .labels import NameRules, container_records
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "docker:"
+NETWORKS_KEY = KEY_PREFIX + "networks"  # every Docker network's subnets, once (container keys are ids)
 DEFAULT_SOCKET = "/var/run/docker.sock"
 # The events that can change a container's names or addresses; everything else is ignored.
 WATCHED_EVENTS = ("start", "die", "stop", "destroy", "rename", "connect", "disconnect")
@@ -89,6 +90,7 @@ class DockerSource:
         self._thread: threading.Thread | None = None
         self._problems: dict[str, tuple[str, ...]] = {}
         self._held: set[str] = set()  # keys of the containers we have records for
+        self._networks: dict[str, tuple[Network, ...]] = {}  # network name -> subnets seen
         self.connected = False
         self.resyncs = 0
 
@@ -181,6 +183,7 @@ class DockerSource:
     def resync(self, client: APIClient) -> int:
         """List and inspect every running container; replace all Docker fragments in one swap."""
         fragments: dict[str, Fragment] = {}
+        self._networks = {}
         listed = client.containers()
         for gone in set(self._problems) - {summary["Id"] for summary in listed}:
             del self._problems[gone]
@@ -195,9 +198,11 @@ class DockerSource:
                 continue
             fragment = self._records(info)
             if fragment.records:
-                fragments[KEY_PREFIX + info["Id"]] = fragment
-        self._store.put_many(fragments, replace_prefix=KEY_PREFIX)
+                fragments[KEY_PREFIX + info["Id"]] = Fragment(fragment.records)
+                self._learn_networks(fragment)
         self._held = set(fragments)
+        self._store.put_many({**fragments, NETWORKS_KEY: Fragment(views=dict(self._networks))},
+                             replace_prefix=KEY_PREFIX)
         self.resyncs += 1
         return len(fragments)
 
@@ -215,8 +220,12 @@ class DockerSource:
         fragment = self._records(info) if info is not None else Fragment()
         key = KEY_PREFIX + (info["Id"] if info is not None else container)
         if fragment.records:
-            if self._store.fragment(key) != fragment:
-                self._store.put(key, fragment)
+            stored = Fragment(fragment.records)
+            if self._store.fragment(key) != stored:
+                changes = {key: stored}
+                if self._learn_networks(fragment):
+                    changes[NETWORKS_KEY] = Fragment(views=dict(self._networks))
+                self._store.put_many(changes)  # one rebuild, even when a network is new
                 self._held.add(key)
         elif key in self._held:
             self._store.remove(key)
@@ -231,9 +240,23 @@ class DockerSource:
             return None
 
     def _records(self, info: Mapping[str, Any]) -> Fragment:
+        """The container's records and view networks (which go to the one networks fragment)."""
         result = container_records(info, self._rules)
         if self._problems.get(info["Id"]) != result.problems:  # each problem once per container
             self._problems[info["Id"]] = result.problems
             for problem in result.problems:
                 log.warning("%s", problem)
         return result.fragment
+
+    def _learn_networks(self, fragment: Fragment) -> bool:
+        """Add a container's networks to the shared view list (each subnet once, so the zone's
+        client placement does not grow with the number of containers); True when it grew. A
+        network that goes away stays listed until the next resync: a view with no records is inert."""
+        grew = False
+        for name, subnets in fragment.views.items():
+            known = self._networks.get(name, ())
+            new = tuple(net for net in subnets if net not in known)
+            if new:
+                self._networks[name] = known + new
+                grew = True
+        return grew
