@@ -4,6 +4,7 @@ No DNS rules live here."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import socket
@@ -90,19 +91,28 @@ class Sidecar:
             self.http = None
 
     async def _listen(self, endpoint: Endpoint) -> None:
+        """UDP and TCP on one address and port. With port 0 the kernel picks a free UDP port,
+        which TCP may hold elsewhere: then another is tried."""
         family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
-        udp = socket.socket(family, socket.SOCK_DGRAM)
-        try:  # bound here, not by the loop, so a failure keeps its reason ("Address already in use")
-            udp.bind((endpoint.host, endpoint.port))
-        except OSError as exc:
-            udp.close()
-            raise OSError(exc.errno, f"{endpoint} (UDP): {exc.strerror}") from None
+        for _ in range(20 if endpoint.port == 0 else 1):
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            try:  # bound here, not by the loop, so a failure keeps its reason ("Address already in use")
+                udp.bind((endpoint.host, endpoint.port))
+            except OSError as exc:
+                udp.close()
+                raise OSError(exc.errno, f"{endpoint} (UDP): {exc.strerror}") from None
+            port = udp.getsockname()[1]
+            try:
+                server = await asyncio.start_server(self._tcp_listener.serve, endpoint.host, port,
+                                                    family=family, reuse_address=True)
+                break
+            except OSError as exc:
+                udp.close()
+                if endpoint.port != 0 or exc.errno != errno.EADDRINUSE:
+                    raise OSError(exc.errno, f"{endpoint} (TCP): {exc.strerror}") from None
         listener = UdpListener(self.handler, udp, limiter=self.limiter)
         listener.start()
-        port = udp.getsockname()[1]
         self._udp.append(listener)
-        server = await asyncio.start_server(self._tcp_listener.serve, endpoint.host, port,
-                                            family=family, reuse_address=True)
         self._tcp.append(server)
         self.bound.append(Endpoint(endpoint.host, port))
 

@@ -60,6 +60,43 @@ def question_key(data: bytes) -> QuestionKey | None:
     return QuestionKey(data[2:12] + data[12:qend].lower() + edns, qend)
 
 
+@dataclass(frozen=True, slots=True)
+class PlainQuestion:
+    """What the slow path needs from a plain query, read by hand (no dnslib): the name as asked,
+    type, class, DO bit, the client's UDP limit, and the packet-cache key."""
+
+    name: str
+    qtype: int
+    qclass: int
+    dnssec_ok: bool
+    udp_limit: int
+    qkey: QuestionKey
+
+
+def plain_question(data: bytes) -> PlainQuestion | None:
+    """The question of a plain query, or None when it needs the full parser (anything unusual:
+    non-ASCII or dotted labels, an over-long name, an EDNS version other than 0)."""
+    qkey = question_key(data)
+    if qkey is None:
+        return None
+    qend = qkey.question_end
+    labels, pos = [], 12
+    while data[pos]:
+        labels.append(data[pos + 1 : pos + 1 + data[pos]])
+        pos += data[pos] + 1
+    if qend - 16 > 255 or any(b"." in label or not label.isascii() for label in labels):
+        return None
+    qtype, qclass = struct.unpack_from("!HH", data, qend - 4)
+    name = b".".join(labels).decode("ascii") + "."
+    if len(data) == qend:
+        return PlainQuestion(name, qtype, qclass, False, MIN_UDP_SIZE, qkey)
+    if data[qend + 6]:  # EDNS version
+        return None
+    size = struct.unpack_from("!H", data, qend + 3)[0]
+    return PlainQuestion(name, qtype, qclass, bool(data[qend + 7] & 0x80),
+                         max(MIN_UDP_SIZE, min(size, OUR_UDP_SIZE)), qkey)
+
+
 def patch_reply(cached: bytes, query: bytes, question_end: int) -> bytes:
     """A cached reply made the asker's own: its ID and its question bytes (the case it used)."""
     return query[:2] + cached[2:12] + query[12:question_end] + cached[question_end:]

@@ -7,7 +7,7 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from sidecar.errors import MalformedQuery
 from sidecar.outcome import Answer
-from sidecar.wire import build_reply, error_reply, parse_query, relay_reply, udp_limit
+from sidecar.wire import build_reply, error_reply, parse_query, plain_question, relay_reply, udp_limit
 
 
 def packed_query(name="web.dev.test", qtype="A", edns: int | None = None, do=False) -> bytes:
@@ -108,3 +108,12 @@ def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big()
     big = relay_reply(upstream_reply("web.fwd.test", count=40), packed_query("web.fwd.test"), 512)
     reply = DNSRecord.parse(big)
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.fwd.test."
+
+
+def test_plain_question_reads_what_the_slow_path_needs_without_dnslib():
+    plain = plain_question(packed_query("WeB.Dev.Test", "AAAA", edns=4096, do=True))
+    assert (plain.name, plain.qtype, plain.qclass, plain.dnssec_ok, plain.udp_limit) == (
+        "WeB.Dev.Test.", QTYPE.AAAA, 1, True, 1232)
+    assert plain_question(packed_query("web.dev.test")).udp_limit == 512
+    dotted = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x04test\x00\x00\x01\x00\x01"
+    assert plain_question(dotted) is None  # left to the full parser, which answers FORMERR

@@ -20,6 +20,7 @@ from ..wire import (
     dnssec_ok,
     error_reply,
     parse_query,
+    plain_question,
     question_key,
     relay_reply,
     udp_limit,
@@ -86,17 +87,26 @@ class QueryHandler:
         return reply
 
     async def handle(self, data: bytes, client: str, transport: str) -> bytes | None:
-        """The slow path: parse, resolve through the chain, pack, and remember the reply."""
-        try:
-            request = parse_query(data)
-        except MalformedQuery as exc:
-            log.debug("malformed query from %s: %s", client, exc)
-            self.metrics.malformed += 1
-            return None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode)
+        """The slow path: read the question (by hand when it is plain), resolve it through the
+        chain, relay or pack the reply, and remember it. dnslib parses the query only when the
+        question is unusual or a reply must be built rather than relayed."""
+        plain = plain_question(data)
+        request = None
+        if plain is None:
+            try:
+                request = parse_query(data)
+            except MalformedQuery as exc:
+                log.debug("malformed query from %s: %s", client, exc)
+                self.metrics.malformed += 1
+                return None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode)
+            name, qtype, qclass = str(request.q.qname), request.q.qtype, request.q.qclass
+            do_bit, udp_size = dnssec_ok(request), udp_limit(request)
+        else:
+            name, qtype, qclass = plain.name, plain.qtype, plain.qclass
+            do_bit, udp_size = plain.dnssec_ok, plain.udp_limit
         started = time.perf_counter()
         zone = self.store.zone
-        query = Query(str(request.q.qname), request.q.qtype, client, transport, zone.views_of(client),
-                      dnssec_ok(request), request.q.qclass)
+        query = Query(name, qtype, client, transport, zone.views_of(client), do_bit, qclass)
         view = self._client_key(client)
         if query.qclass != CLASS.IN:
             answer = REFUSED
@@ -112,11 +122,15 @@ class QueryHandler:
             except Exception:  # a plug-in's bug must cost one answer, not the server
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
-        limit = udp_limit(request) if transport == "udp" else None
+        limit = None if transport == "tcp" else udp_size
         reply = relay_reply(answer.wire, data, limit) if answer.wire is not None else None
-        if reply is None:
-            reply = build_reply(request, with_records(answer), limit)  # bytes that could not be relayed as-is
-        qkey = question_key(data)
+        if reply is None:  # a local answer, or relayed bytes that do not fit this client as they are
+            try:
+                request = request or parse_query(data)
+            except MalformedQuery as exc:
+                return error_reply(data, exc.reply_rcode or RCODE.FORMERR)
+            reply = build_reply(request, with_records(answer), limit)
+        qkey = plain.qkey if plain is not None else question_key(data)
         if qkey is not None and view is not None:
             self.packets.put(qkey.key + _TRANSPORT_TAG[transport] + view, reply, answer.cache_for, zone.generation)
         seconds = time.perf_counter() - started
