@@ -108,9 +108,9 @@ class Zone:
                 ents.add(parent)
                 parent = parent_name(parent)
 
-        networks = [(net, view) for frag in fragments.values() for view, nets in frag.views.items()
-                    for net in nets]
-        networks.sort(key=lambda item: item[0].prefixlen, reverse=True)
+        networks = list({(net, view) for frag in fragments.values() for view, nets in frag.views.items()
+                         for net in nets})
+        networks.sort(key=lambda item: (-item[0].prefixlen, item[1]))  # most specific first, then by name
         return cls(nodes, frozenset(ents), soa_by_origin, tuple(networks), tuple(kept), generation), warnings
 
     # -- questions about the zone ---------------------------------------------------------
@@ -162,11 +162,19 @@ class Zone:
 
     @staticmethod
     def _for_views(node: Mapping[str | None, RRsets], views: tuple[str, ...]) -> RRsets:
+        """The records a client in `views` sees at one name. Where the name has addresses for
+        the client's network, those replace all of the host view's addresses (an IPv4-only
+        network must not hand out the host view's AAAA); other types fall back to the host view."""
         if len(node) == 1 and None in node:
             return node[None]
         merged = dict(node.get(None, {}))
-        for view in reversed(views):
-            merged.update(node.get(view, {}))
+        for view in reversed(views):  # the most specific network is applied last, so it wins
+            in_view = node.get(view)
+            if in_view:
+                if QTYPE.A in in_view or QTYPE.AAAA in in_view:
+                    merged.pop(QTYPE.A, None)
+                    merged.pop(QTYPE.AAAA, None)
+                merged.update(in_view)
         return merged
 
     def _resolve(self, name: str, owner: str, qtype: int, views: tuple[str, ...], authoritative: bool,

@@ -179,3 +179,20 @@ def test_two_soas_for_one_origin_keep_the_first():
     assert zone.soa_by_origin["dup.test."].origin == "a.zone:1"
     assert any("already owned by a.zone:1" in w for w in warnings)
     assert zone.lookup(Query("y.dup.test", QTYPE.A)).rcode == RCODE.NXDOMAIN
+
+
+def test_a_network_view_replaces_the_host_views_addresses_whole():
+    """A client sharing an IPv4-only network with the target gets its address there, and no AAAA
+    at all: not the host view's ::1, which would send it somewhere else."""
+    host = [*parse_record_line("web.docker. 10 IN A 127.0.0.1"), *parse_record_line("web.docker. 10 IN AAAA ::1"),
+            *parse_record_line("web.docker. 10 IN TXT \"hello\"")]
+    on_front = [ZoneRecord("web.docker.", QTYPE.A, 10, r.rdata, "container web", "front")
+                for r in parse_record_line("x. 1 IN A 172.20.0.5")]
+    views = {"front": (ipaddress.ip_network("172.20.0.0/16"),)}
+    zone = build(("docker:web", host + on_front, views), ("docker:again", [], views))
+    assert zone.view_networks == ((ipaddress.ip_network("172.20.0.0/16"), "front"),)  # listed once
+    inside = Query("web.docker", QTYPE.AAAA, client="172.20.9.9", views=("front",))
+    assert zone.lookup(inside).answer == () and zone.lookup(inside).rcode == RCODE.NOERROR
+    txt = zone.lookup(Query("web.docker", QTYPE.TXT, client="172.20.9.9", views=("front",)))
+    assert [str(rr.rdata) for rr in txt.answer] == ['"hello"']  # other types still come from the host view
+    assert [str(rr.rdata) for rr in zone.lookup(Query("web.docker", QTYPE.AAAA)).answer] == ["::1"]
