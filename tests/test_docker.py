@@ -104,9 +104,11 @@ def test_listed_at_start_compose_replicas_stop_start_rename_destroy(serve, docke
     two.stop()
     eventually(server, "app.myproj.docker", [first])
     assert answers(server, "myproj-app-2.docker") == []
+    assert "container myproj-app-2: removed, with app.myproj.docker., myproj-app-2.docker." in server.log_text()
     two.start()
     two.reload()
     eventually(server, "app.myproj.docker", [first, address(two, "myproj_default")])
+    assert "container myproj-app-2: added: app.myproj.docker., myproj-app-2.docker." in server.log_text()
 
     one.rename("renamed")
     eventually(server, "renamed.docker", [first])

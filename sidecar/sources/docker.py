@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from docker import APIClient
@@ -26,6 +26,7 @@ from docker.utils import kwargs_from_env
 from requests.exceptions import RequestException
 
 from ..config import Config
+from ..records import ZoneRecord
 from ..store import Store
 from ..zone import Fragment, Network
 from .labels import NameRules, container_records
@@ -71,6 +72,12 @@ def _event_container(event: Mapping[str, Any]) -> str | None:
     if event.get("Type") == "network":
         return (actor.get("Attributes") or {}).get("container")
     return actor.get("ID") or event.get("id")
+
+
+def _names(records: Sequence[ZoneRecord]) -> str:
+    """The distinct names a container's records give, for one readable log line."""
+    names = sorted({rec.name for rec in records if not rec.name.endswith(".arpa.")})
+    return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
 class DockerSource:
@@ -221,15 +228,21 @@ class DockerSource:
         key = KEY_PREFIX + (info["Id"] if info is not None else container)
         if fragment.records:
             stored = Fragment(fragment.records)
-            if self._store.fragment(key) != stored:
+            before = self._store.fragment(key)
+            if before != stored:
                 changes = {key: stored}
                 if self._learn_networks(fragment):
                     changes[NETWORKS_KEY] = Fragment(views=dict(self._networks))
                 self._store.put_many(changes)  # one rebuild, even when a network is new
                 self._held.add(key)
+                log.info("%s: %s %s", fragment.records[0].origin, "names updated:" if before else "added:",
+                         _names(fragment.records))
         elif key in self._held:
+            gone = self._store.fragment(key)
             self._store.remove(key)
             self._held.discard(key)
+            if gone is not None and gone.records:
+                log.info("%s: removed, with %s", gone.records[0].origin, _names(gone.records))
         if event.get("Action") == "destroy":
             self._problems.pop(container, None)
 
