@@ -6,6 +6,7 @@ import sys
 
 from conftest import ROOT, Daemon, in_ns, start_daemon, wait_for
 
+
 def test_getent_resolves_local_names_through_the_sidecar(namespace, tmp_path):
     log = tmp_path / "sidecar.log"
     argv = in_ns(namespace, sys.executable, "-m", "sidecar", "--no-docker", "--listen", "127.0.0.1:53",
