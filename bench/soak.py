@@ -19,6 +19,7 @@ dnsmasq and dnsperf (Debian: docker.io busybox-static dnsmasq-base dnsperf); ins
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import shutil
@@ -138,14 +139,14 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
             samples.append((round(time.monotonic() - t0, 1), round(server.rss_mb(), 1)))
 
         sample()
-        salt = iter(range(1, 1 << 30))
+        salt = itertools.count(1)
         state = {"salt": 0}
 
         def rewrite() -> None:
             state["salt"] = next(salt)
             write_zonefile(data.zonefile, ZONE, data.local_names, salt=state["salt"])
 
-        turn = iter(range(1 << 30))
+        turn = itertools.count()
 
         def cycle() -> None:
             container = pool[len(STEADY) + next(turn) % len(CYCLED)]
@@ -163,12 +164,13 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict:
         finally:
             for chore in chores.values():
                 chore.stop()
-        cpu, (busy, total) = server.cpu_seconds() - cpu, (b - a for a, b in zip(ticks, machine_ticks(), strict=True))
+        busy, total = (after - before for before, after in zip(ticks, machine_ticks(), strict=True))
+        cpu = {"sidecar_cpu_pct": round(100 * (server.cpu_seconds() - cpu) / args.seconds, 1),
+               "machine_busy_pct": round(100 * busy / max(1, total), 1)}
         sample()
         final = checks(server, pool, state["salt"])
         client.close()
-        return report(args, full.qps, rate, run, samples, chores, final, server, cpu) | {
-            "machine_busy_pct": round(100 * busy / max(1, total), 1)}
+        return report(args, full.qps, rate, run, samples, chores, final, server) | cpu
     finally:
         for daemon in reversed(started):
             daemon.stop()
@@ -203,7 +205,7 @@ def wait(check: Callable[[], bool], seconds: float = 10.0) -> bool:
     return False
 
 
-def report(args, full_qps, rate, run, samples, chores, final, server, cpu_seconds: float) -> dict:
+def report(args, full_qps, rate, run, samples, chores, final, server) -> dict:
     rss = [mb for _, mb in samples]
     answered = run.sent - run.lost
     log = server.log.read_text(errors="replace")
@@ -212,7 +214,6 @@ def report(args, full_qps, rate, run, samples, chores, final, server, cpu_second
         "achieved_qps": round(run.qps), "queries": {"sent": run.sent, "answered": answered, "lost": run.lost,
                                                    "lost_pct": round(100 * run.lost / max(1, run.sent), 4)},
         "rss_mb": {"start": rss[0], "end": rss[-1], "max": max(rss), "samples": samples},
-        "sidecar_cpu_pct": round(100 * cpu_seconds / args.seconds, 1),
         "containers_cycled": chores["containers"].done, "container_errors": chores["containers"].failed,
         "zone_rewrites": chores["zone"].done, "zone_errors": chores["zone"].failed,
         "last_errors": {k: c.last_error for k, c in chores.items() if c.last_error},
