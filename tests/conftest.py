@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ import dns.rdatatype
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # the benchmark's daemon helpers serve the tests too
+from daemons import free_port  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,22 +31,6 @@ def pytest_configure(config: pytest.Config) -> None:
     safe = Path(tempfile.mkdtemp(prefix="dns-sidecar-tests-")) / "resolv.conf"
     safe.write_text("nameserver 127.0.0.254\n")
     os.environ["DNS_SIDECAR_RESOLV_CONF"] = str(safe)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on `host`."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(50):
-        with socket.socket(family, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(family, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def query(host: str, port: int, name: str, rdtype: str = "A", tcp: bool = False, timeout: float = 3.0,
