@@ -8,7 +8,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import dns.edns
 import dns.flags
@@ -77,12 +78,20 @@ def scripted() -> Iterator[Callable[[Reply], ScriptedUpstream]]:
         upstream.close()
 
 
-def forwarder(*upstreams: Endpoint, timeout: float = 1.0, cache: AnswerCache | None = None) -> Forwarder:
-    return Forwarder(lambda: upstreams, AnswerCache(stale_ttl=0) if cache is None else cache, timeout)
+T = TypeVar("T")
 
 
-def run(coro_fn: Callable[[], object]) -> object:
-    return asyncio.run(coro_fn())
+def with_forwarder(use: Callable[[Forwarder], Awaitable[T]], *upstreams: Endpoint, timeout: float = 1.0,
+                   cache: AnswerCache | None = None) -> T:
+    """`use(forwarder)` on a fresh event loop, the forwarder's sockets closed afterwards."""
+    async def main() -> T:
+        fwd = Forwarder(lambda: upstreams, AnswerCache(stale_ttl=0) if cache is None else cache, timeout)
+        try:
+            return await use(fwd)
+        finally:
+            fwd.close()
+
+    return asyncio.run(main())
 
 
 def test_spoofed_and_mismatched_replies_are_ignored(scripted) -> None:
@@ -101,29 +110,18 @@ def test_spoofed_and_mismatched_replies_are_ignored(scripted) -> None:
 
     upstream = scripted(respond)
 
-    async def main():
-        fwd = forwarder(upstream.endpoint)
-        try:
-            return await fwd.resolve(Query("www.spoof.test.", QTYPE.A))
-        finally:
-            fwd.close()
-
-    answer = run(main)
+    answer = with_forwarder(lambda fwd: fwd.resolve(Query("www.spoof.test.", QTYPE.A)), upstream.endpoint)
     assert [str(rr.rdata) for rr in answer.answer] == ["192.0.2.1"]
 
 
 def test_ids_and_source_ports_vary_no_client_subnet_do_bit_carried(scripted) -> None:
     upstream = scripted(lambda q, addr, sock: sock.sendto(answer_a(q).to_wire(), addr))
 
-    async def main():
-        fwd = forwarder(upstream.endpoint)
-        try:
-            for i in range(16):
-                await fwd.resolve(Query(f"n{i}.wire.test.", QTYPE.A, dnssec_ok=i % 2 == 1))
-        finally:
-            fwd.close()
+    async def ask(fwd: Forwarder) -> None:
+        for i in range(16):
+            await fwd.resolve(Query(f"n{i}.wire.test.", QTYPE.A, dnssec_ok=i % 2 == 1))
 
-    run(main)
+    with_forwarder(ask, upstream.endpoint)
     queries = [q for q, _ in upstream.seen]
     assert len(queries) == 16
     assert len({q.id for q in queries}) >= 14  # random 16-bit IDs: a repeat is possible, many are not
@@ -142,14 +140,8 @@ def test_identical_questions_in_flight_share_one_upstream_query(scripted) -> Non
 
     upstream = scripted(slow)
 
-    async def main():
-        fwd = forwarder(upstream.endpoint)
-        try:
-            return await asyncio.gather(*(fwd.resolve(Query("same.test.", QTYPE.A)) for _ in range(20)))
-        finally:
-            fwd.close()
-
-    answers = run(main)
+    answers = with_forwarder(lambda fwd: asyncio.gather(*(fwd.resolve(Query("same.test.", QTYPE.A))
+                                                           for _ in range(20))), upstream.endpoint)
     assert len(answers) == 20 and all(str(a.answer[0].rdata) == "192.0.2.1" for a in answers)
     assert len(upstream.seen) == 1
 
@@ -157,15 +149,8 @@ def test_identical_questions_in_flight_share_one_upstream_query(scripted) -> Non
 def test_no_answer_within_the_budget_raises_upstream_error(scripted) -> None:
     upstream = scripted(lambda q, addr, sock: None)
 
-    async def main():
-        fwd = forwarder(upstream.endpoint, timeout=0.3)
-        try:
-            await fwd.resolve(Query("silent.test.", QTYPE.A))
-        finally:
-            fwd.close()
-
     with pytest.raises(UpstreamError, match="timeout"):
-        run(main)
+        with_forwarder(lambda fwd: fwd.resolve(Query("silent.test.", QTYPE.A)), upstream.endpoint, timeout=0.3)
 
 
 def queried_names(log: str) -> list[str]:
@@ -176,16 +161,13 @@ def queried_names(log: str) -> list[str]:
 def test_lru_bound_evicts_the_oldest_answer(dnsmasq) -> None:
     upstream = dnsmasq("127.0.0.2", ["--address=/lru.test/192.0.2.5", "--log-queries"])
 
-    async def main():
-        fwd = forwarder(Endpoint(upstream.host, upstream.port), cache=AnswerCache(max_entries=2, stale_ttl=0))
-        try:
-            for name in ("a.lru.test.", "b.lru.test.", "c.lru.test.", "c.lru.test.", "a.lru.test."):
-                await fwd.resolve(Query(name, QTYPE.A))
-            return len(fwd.cache)
-        finally:
-            fwd.close()
+    async def ask(fwd: Forwarder) -> int:
+        for name in ("a.lru.test.", "b.lru.test.", "c.lru.test.", "c.lru.test.", "a.lru.test."):
+            await fwd.resolve(Query(name, QTYPE.A))
+        return len(fwd.cache)
 
-    assert run(main) == 2
+    lru = AnswerCache(max_entries=2, stale_ttl=0)
+    assert with_forwarder(ask, Endpoint(upstream.host, upstream.port), cache=lru) == 2
     assert queried_names(upstream.log_text()) == ["a.lru.test", "b.lru.test", "c.lru.test", "a.lru.test"]
 
 
@@ -197,14 +179,10 @@ def test_servfail_is_remembered_briefly_instead_of_asked_again(scripted) -> None
 
     upstream = scripted(servfail)
 
-    async def main():
-        fwd = forwarder(upstream.endpoint)
-        try:
-            for _ in range(3):
-                with pytest.raises(UpstreamError, match="SERVFAIL"):
-                    await fwd.resolve(Query("broken.test.", QTYPE.A))
-        finally:
-            fwd.close()
+    async def ask(fwd: Forwarder) -> None:
+        for _ in range(3):
+            with pytest.raises(UpstreamError, match="SERVFAIL"):
+                await fwd.resolve(Query("broken.test.", QTYPE.A))
 
-    run(main)
+    with_forwarder(ask, upstream.endpoint)
     assert len(upstream.seen) == 1
