@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR
+from dnslib import RCODE, RR
 
-from .records import normalize_name
+from .records import normalize_name, type_name
 from .zoneparse import parse_zone
 
 
@@ -31,7 +31,7 @@ class Query:
 
     @property
     def type_name(self) -> str:
-        return QTYPE.get(self.qtype, f"TYPE{self.qtype}")
+        return type_name(self.qtype)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 from .zone import Fragment, Zone
 
@@ -16,17 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, on_swap: Callable[[Zone], None] | None = None) -> None:
+    def __init__(self) -> None:
         self._fragments: dict[str, Fragment] = {}
         self._lock = threading.Lock()
         self._reported: set[str] = set()
-        self._listeners: list[Callable[[Zone], None]] = [on_swap] if on_swap else []
         self.zone: Zone = Zone.empty()
         self.loaded: set[str] = set()
-
-    def subscribe(self, listener: Callable[[Zone], None]) -> None:
-        """Call `listener(zone)` after every swap (from the writer's thread)."""
-        self._listeners.append(listener)
 
     def put(self, source: str, fragment: Fragment) -> Zone:
         """Replace one source's fragment and swap in the rebuilt zone."""
@@ -61,6 +55,4 @@ class Store:
                 self._reported.add(warning)
                 log.warning("%s", warning)
         self.zone = zone
-        for listener in self._listeners:
-            listener(zone)
         return zone

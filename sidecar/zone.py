@@ -115,10 +115,6 @@ class Zone:
 
     # -- questions about the zone ---------------------------------------------------------
 
-    @property
-    def origins(self) -> tuple[str, ...]:
-        return tuple(self.soa_by_origin)
-
     def views_of(self, client: str) -> tuple[str, ...]:
         """The views a client address belongs to, most specific network first."""
         if not self.view_networks:
