@@ -198,12 +198,12 @@ def with_records(answer: Answer) -> Answer:
     return replace(answer_from_reply(answer.wire, answer.source), cache_for=answer.cache_for)
 
 
-def relay_reply(upstream: bytes, query: bytes, limit: int | None) -> bytes | None:
-    """The upstream's reply bytes made the answer to `query`: the client's ID, question bytes
-    (its case) and RD/CD bits, the upstream's records, rcode and AD bit. None when the reply is
-    not for this exact question or its OPT record cannot simply be dropped for a client without
-    EDNS; the caller then parses and builds the reply instead. Over `limit`: an empty TC reply."""
-    qkey = question_key(query)
+def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: int | None) -> bytes | None:
+    """The upstream's reply bytes made the answer to `query` (whose `question_key` the caller
+    already has): the client's ID, question bytes (its case) and RD/CD bits, the upstream's
+    records, rcode and AD bit. None when the reply is not for this exact question or its OPT
+    record cannot simply be dropped for a client without EDNS; the caller then parses and builds
+    the reply instead. Over `limit`: an empty TC reply."""
     if qkey is None or len(upstream) < 12:
         return None
     upstream_qend = _skip_name(upstream, 12) + 4

@@ -7,7 +7,7 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from sidecar.errors import MalformedQuery
 from sidecar.outcome import Answer
-from sidecar.wire import build_reply, error_reply, parse_query, plain_question, relay_reply, udp_limit
+from sidecar.wire import build_reply, error_reply, parse_query, plain_question, question_key, relay_reply, udp_limit
 
 
 def packed_query(name="web.dev.test", qtype="A", edns: int | None = None, do=False) -> bytes:
@@ -87,9 +87,13 @@ def upstream_reply(name: str, qtype: str = "A", edns: bool = True, ttl: int = 0,
     return bytes(reply.pack())
 
 
+def relay(upstream: bytes, query: bytes, limit: int) -> bytes | None:
+    return relay_reply(upstream, query, question_key(query), limit)
+
+
 def test_relayed_reply_takes_the_clients_id_case_and_flags():
     query = packed_query("WeB.Fwd.TEST", edns=1232)
-    relayed = DNSRecord.parse(relay_reply(upstream_reply("web.fwd.test"), query, 1232))
+    relayed = DNSRecord.parse(relay(upstream_reply("web.fwd.test"), query, 1232))
     assert relayed.header.id == DNSRecord.parse(query).header.id
     assert str(relayed.q.qname) == "WeB.Fwd.TEST."
     assert (relayed.header.qr, relayed.header.rd, relayed.header.ra, relayed.header.aa, relayed.header.ad) == (
@@ -99,13 +103,13 @@ def test_relayed_reply_takes_the_clients_id_case_and_flags():
 
 
 def test_relayed_reply_drops_opt_for_a_client_without_edns():
-    relayed = DNSRecord.parse(relay_reply(upstream_reply("web.fwd.test"), packed_query("web.fwd.test"), 512))
+    relayed = DNSRecord.parse(relay(upstream_reply("web.fwd.test"), packed_query("web.fwd.test"), 512))
     assert relayed.ar == [] and [str(rr.rdata) for rr in relayed.rr] == ["192.0.2.1"]
 
 
 def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big():
-    assert relay_reply(upstream_reply("other.fwd.test"), packed_query("web.fwd.test"), 512) is None
-    big = relay_reply(upstream_reply("web.fwd.test", count=40), packed_query("web.fwd.test"), 512)
+    assert relay(upstream_reply("other.fwd.test"), packed_query("web.fwd.test"), 512) is None
+    big = relay(upstream_reply("web.fwd.test", count=40), packed_query("web.fwd.test"), 512)
     reply = DNSRecord.parse(big)
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.fwd.test."
 

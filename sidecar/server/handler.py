@@ -123,14 +123,14 @@ class QueryHandler:
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
         limit = None if transport == "tcp" else udp_size
-        reply = relay_reply(answer.wire, data, limit) if answer.wire is not None else None
+        qkey = plain.qkey if plain is not None else question_key(data)
+        reply = relay_reply(answer.wire, data, qkey, limit) if answer.wire is not None else None
         if reply is None:  # a local answer, or relayed bytes that do not fit this client as they are
             try:
                 request = request or parse_query(data)
             except MalformedQuery as exc:
                 return error_reply(data, exc.reply_rcode or RCODE.FORMERR)
             reply = build_reply(request, with_records(answer), limit)
-        qkey = plain.qkey if plain is not None else question_key(data)
         if qkey is not None and view is not None:
             self.packets.put(qkey.key + _TRANSPORT_TAG[transport] + view, reply, answer.cache_for, zone.generation)
         seconds = time.perf_counter() - started
