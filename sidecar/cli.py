@@ -185,8 +185,8 @@ def to_config(args: argparse.Namespace) -> Config:
         hosts=existing_paths("--hosts", get("hosts", [])),
         records=record_lines(get("record", [])),
         upstreams=upstream_endpoints(get("upstream", [])),
-        resolv_conf=existing_paths("--resolv-conf", [get("resolv_conf", "/etc/resolv.conf")])[0]
-        if get("resolv_conf") else Config.resolv_conf,
+        resolv_conf=existing_paths("--resolv-conf", [args.resolv_conf])[0] if get("resolv_conf")
+        else Config.resolv_conf,
         docker=not get("no_docker", False),
         docker_opt_in=bool(get("docker_opt_in", False)),
         domains=domain_names(get("domain", ["docker"])),

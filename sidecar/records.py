@@ -52,4 +52,4 @@ class ZoneRecord:
 
     @property
     def text(self) -> str:
-        return f"{self.rdata.toZone()}" if hasattr(self.rdata, "toZone") else str(self.rdata)
+        return self.rdata.toZone()
