@@ -23,6 +23,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 30) -> subproc
     (["--view", "front"], "--view: expected NAME=CIDR"),
     (["--host-address", "localhost"], "--host-address: "),
     (["--timeout", "0"], "--timeout: must be above zero"),
+    (["--rate-limit", "-1"], "--rate-limit: must not be negative"),
+    (["--allow", "10.0.0.0/33"], "--allow: "),
     (["--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     (["--log-level", "loud"], "argument --log-level: invalid choice: 'loud'"),
