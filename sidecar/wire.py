@@ -19,6 +19,13 @@ OUR_UDP_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation on every commo
 MIN_UDP_SIZE = 512
 DO_BIT = 0x8000
 _QR, _OPCODE_MASK, _TC = 0x8000, 0x7800, 0x0200
+_OPT = int(QTYPE.OPT)
+# Compiled once: struct's format cache lookup costs as much as the unpacking on the hot path.
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
+_FLAGS_AND_COUNTS = struct.Struct("!HHHHH")
+_SHORT = struct.Struct("!H")
+_TWO_SHORTS = struct.Struct("!HH")
+_FLAGS_AND_COUNTS_OUT = struct.Struct("!5H")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,7 @@ def question_key(data: bytes) -> QuestionKey | None:
     (not a query, several questions, compression in the question, other additional records)."""
     if len(data) < 17:
         return None
-    flags, qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHHH", data, 2)
+    flags, qdcount, ancount, nscount, arcount = _FLAGS_AND_COUNTS.unpack_from(data, 2)
     if flags & (_QR | _OPCODE_MASK) or qdcount != 1 or ancount or nscount or arcount > 1:
         return None
     pos, end = 12, len(data)
@@ -86,13 +93,13 @@ def plain_question(data: bytes) -> PlainQuestion | None:
         pos += data[pos] + 1
     if qend - 16 > 255 or any(b"." in label or not label.isascii() for label in labels):
         return None
-    qtype, qclass = struct.unpack_from("!HH", data, qend - 4)
+    qtype, qclass = _TWO_SHORTS.unpack_from(data, qend - 4)
     name = b".".join(labels).decode("ascii") + "."
     if len(data) == qend:
         return PlainQuestion(name, qtype, qclass, False, MIN_UDP_SIZE, qkey)
     if data[qend + 6]:  # EDNS version
         return None
-    size = struct.unpack_from("!H", data, qend + 3)[0]
+    size = _SHORT.unpack_from(data, qend + 3)[0]
     return PlainQuestion(name, qtype, qclass, bool(data[qend + 7] & 0x80),
                          max(MIN_UDP_SIZE, min(size, OUR_UDP_SIZE)), qkey)
 
@@ -108,8 +115,8 @@ def truncated_reply(data: bytes) -> bytes | None:
     qkey = question_key(data)
     if qkey is None:
         return None
-    flags = _QR | _TC | (struct.unpack_from("!H", data, 2)[0] & (_OPCODE_MASK | 0x0100)) | 0x0080
-    return data[:2] + struct.pack("!5H", flags, 1, 0, 0, 0) + data[12 : qkey.question_end]
+    flags = _QR | _TC | (_SHORT.unpack_from(data, 2)[0] & (_OPCODE_MASK | 0x0100)) | 0x0080
+    return data[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, 0, 0, 0) + data[12 : qkey.question_end]
 
 
 def parse_query(data: bytes) -> DNSRecord:
@@ -217,9 +224,9 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
             return None
         body = upstream[upstream_qend:opt]
         ar = 0
-    client_flags = struct.unpack_from("!H", query, 2)[0]
+    client_flags = _SHORT.unpack_from(query, 2)[0]
     flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080 | (up_flags & 0x0020) | (up_flags & 0xF)
-    reply = query[:2] + struct.pack("!5H", flags, 1, an, ns, ar) + query[12 : qkey.question_end] + body
+    reply = query[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, an, ns, ar) + query[12 : qkey.question_end] + body
     if limit is not None and len(reply) > limit:
         return truncated_reply(query)
     return reply
@@ -233,7 +240,7 @@ def _last_record_if_opt(message: bytes, records: int) -> int | None:
     for _ in range(records):
         start = pos
         pos = _skip_name(message, pos)
-        rtype, _, _, rdlength = struct.unpack_from("!HHIH", message, pos)
+        rtype, _, _, rdlength = _RR_FIXED.unpack_from(message, pos)
         pos += 10 + rdlength
     return start if records and rtype == QTYPE.OPT else None
 
@@ -248,11 +255,28 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     for _ in range(an + ns + ar):
         pos = _skip_name(message, pos)
-        rtype, _, ttl, rdlength = struct.unpack_from("!HHIH", message, pos)
+        rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
         if rtype != QTYPE.OPT:
             found.append((pos + 4, ttl))
         pos += 10 + rdlength
     return found
+
+
+def smallest_ttl(message: bytes) -> int:
+    """The smallest TTL of a packed message's records (OPT aside), 0 when it has none: whether
+    a reply may be cached at all, read without parsing it."""
+    _, _, qd, an, ns, ar = HEADER.unpack_from(message)
+    pos = 12
+    for _ in range(qd):
+        pos = _skip_name(message, pos) + 4
+    smallest = None
+    for _ in range(an + ns + ar):
+        pos = _skip_name(message, pos)
+        rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
+        if rtype != _OPT and (smallest is None or ttl < smallest):
+            smallest = ttl
+        pos += 10 + rdlength
+    return smallest or 0
 
 
 def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:

@@ -5,6 +5,7 @@ import os
 import signal
 import time
 
+import dns.flags
 import dns.rcode
 import pytest
 from conftest import wait_for
@@ -129,3 +130,14 @@ def test_sighup_rereads_files_that_look_unchanged(sidecar, zonedir):
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: address_of(server, "web.live.test") == "192.0.2.8", what="reload on SIGHUP")
     assert "reload requested" in server.log_text()
+
+
+def test_a_forwarded_name_added_to_a_zonefile_is_answered_locally(sidecar, dnsmasq, zonedir):
+    """The server remembers which questions are not local; a zone change must make it forget."""
+    upstream = dnsmasq("127.0.0.2", ["--address=/moved.test/198.51.100.9"], ttl=0)
+    server = sidecar("--zonefile", zonedir, "--upstream", f"{upstream.host}:{upstream.port}")
+    for _ in range(3):  # relayed each time: TTL 0 keeps it out of every cache
+        assert address_of(server, "web.moved.test") == "198.51.100.9"
+    atomic_save(zonedir / "moved.test.zone", ZONE.replace("live.test.", "moved.test.").format(address="192.0.2.9"))
+    wait_for(lambda: address_of(server, "web.moved.test") == "192.0.2.9", what="the new local name answered")
+    assert server.query("web.moved.test").flags & dns.flags.AA

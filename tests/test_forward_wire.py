@@ -21,7 +21,7 @@ from dnslib import QTYPE
 
 from sidecar.endpoint import Endpoint
 from sidecar.errors import UpstreamError
-from sidecar.outcome import Query
+from sidecar.outcome import Answer, Query
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.forward import Forwarder
 
@@ -186,3 +186,18 @@ def test_servfail_is_remembered_briefly_instead_of_asked_again(scripted) -> None
 
     with_forwarder(ask, upstream.endpoint)
     assert len(upstream.seen) == 1
+
+
+def test_a_bug_while_handling_a_reply_costs_that_question_only(scripted, monkeypatch, caplog) -> None:
+    upstream = scripted(lambda q, addr, sock: sock.sendto(answer_a(q).to_wire(), addr))
+
+    async def ask(fwd: Forwarder) -> Answer:
+        monkeypatch.setattr(fwd, "_answer", lambda data: 1 / 0)
+        with pytest.raises(UpstreamError, match="internal error"):
+            await fwd.resolve(Query("bug.test.", QTYPE.A))
+        monkeypatch.undo()
+        return await fwd.resolve(Query("fine.test.", QTYPE.A))
+
+    answer = with_forwarder(ask, upstream.endpoint)
+    assert [str(rr.rdata) for rr in answer.answer] == ["192.0.2.1"]
+    assert "forwarding bug.test. failed" in caplog.text and "ZeroDivisionError" in caplog.text

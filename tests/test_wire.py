@@ -7,7 +7,16 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from sidecar.errors import MalformedQuery
 from sidecar.outcome import Answer
-from sidecar.wire import build_reply, error_reply, parse_query, plain_question, question_key, relay_reply, udp_limit
+from sidecar.wire import (
+    build_reply,
+    error_reply,
+    parse_query,
+    plain_question,
+    question_key,
+    relay_reply,
+    smallest_ttl,
+    udp_limit,
+)
 
 
 def packed_query(name="web.dev.test", qtype="A", edns: int | None = None, do=False) -> bytes:
@@ -121,3 +130,12 @@ def test_plain_question_reads_what_the_slow_path_needs_without_dnslib():
     assert plain_question(packed_query("web.dev.test")).udp_limit == 512
     dotted = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x04test\x00\x00\x01\x00\x01"
     assert plain_question(dotted) is None  # left to the full parser, which answers FORMERR
+
+
+@pytest.mark.parametrize(("ttls", "expected"), [((300, 60, 3600), 60), ((300, 0), 0), ((), 0)])
+def test_smallest_ttl_reads_every_record_but_opt(ttls, expected) -> None:
+    reply = DNSRecord.question("ttl.test.").reply()
+    for i, ttl in enumerate(ttls):
+        reply.add_answer(RR("ttl.test.", QTYPE.A, rdata=A(f"192.0.2.{i + 1}"), ttl=ttl))
+    reply.add_ar(EDNS0(udp_len=1232))  # OPT's "TTL" field holds flags, never a TTL
+    assert smallest_ttl(bytes(reply.pack())) == expected

@@ -117,6 +117,8 @@ class AnswerCache:
         of a negative answer showing the negative TTL) and `cache_for` set to how long it may
         live."""
         self._failures.pop(key, None)
+        if answer.wire is not None:
+            return answer  # kept as bytes because it arrived uncacheable (Forwarder._answer)
         ttl = answer_ttl(answer)
         if ttl is None:
             return replace(answer, cache_for=0)

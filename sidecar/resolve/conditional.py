@@ -22,6 +22,8 @@ class ConditionalForwards:
     def upstreams_for(self, qname: str) -> tuple[Endpoint, ...] | None:
         """The upstreams of the longest domain that is `qname` or one of its parents, None when no
         rule covers it. `qname` is normalized (lower-case, trailing dot)."""
+        if not self._by_domain:
+            return None
         name = qname
         while True:
             found = self._by_domain.get(name)

@@ -2,8 +2,13 @@
 pass: a reply counts only when it arrives from the upstream's address (connected sockets), with
 the ID we chose at random and with our exact question.
 
-UDP uses a small pool of connected sockets per upstream instead of a socket per query: opening
-and closing a socket per question costs more than the rest of the forwarding path together. Each
+UDP is callback-driven, because it is the forwarding hot path: `send_udp` writes the question on
+a pooled socket and arms one timer; the loop reads the socket itself (`add_reader`, no transport
+object) and hands the reply, or the error, to the caller's callback. No task, future or
+`wait_for` per question: together they cost more than the two system calls.
+
+The pool holds a few connected sockets per upstream instead of a socket per query: opening and
+closing a socket per question costs more than the rest of the forwarding path together. Each
 socket gets a random source port from the kernel (Linux randomizes ephemeral UDP ports) and is
 replaced after `ROTATE_AFTER` queries or `ROTATE_SECONDS`, so the port an attacker must guess
 keeps moving. TCP (after a truncated UDP reply) keeps one pipelined connection per upstream open
@@ -12,10 +17,11 @@ while it is busy, so a burst of large answers pays for one handshake."""
 from __future__ import annotations
 
 import asyncio
-import secrets
+import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dnslib import DNSLabel
@@ -27,8 +33,13 @@ POOL_SIZE = 4
 ROTATE_AFTER = 5_000
 ROTATE_SECONDS = 60.0
 TCP_IDLE_SECONDS = 10.0
+MAX_REPLY = 65535
 _RD = 0x0100
 _QR = 0x8000
+_FLAGS_QDCOUNT = struct.Struct("!HH")
+
+Outcome = bytes | Exception
+Done = Callable[[Outcome], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,110 +73,141 @@ class Question:
         """Whether `reply` is a response whose single question is this one (case aside)."""
         if len(reply) < 12 + len(self.name) + 4:
             return False
-        flags, qdcount = struct.unpack_from("!HH", reply, 2)
+        flags, qdcount = _FLAGS_QDCOUNT.unpack_from(reply, 2)
         end = 12 + len(self.name)
         return (flags & _QR != 0 and qdcount == 1 and reply[12:end].lower() == self.name
                 and reply[end:end + 4] == self.tail)
 
 
-def _new_id(taken: dict[int, object]) -> int:
-    while True:
-        qid = secrets.randbelow(65_536)
-        if qid not in taken:
-            return qid
+class QueryIds:
+    """Unpredictable query IDs from the kernel's CSPRNG, drawn a few thousand at a time: one
+    `getrandom` call per ID would cost as much as the rest of the ID handling."""
 
-
-class _UdpSocket(asyncio.DatagramProtocol):
-    """One connected socket and the questions waiting on it, by ID."""
+    BATCH = 4096
 
     def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport | None = None
-        self.opening: asyncio.Task | None = None
-        self.pending: dict[int, tuple[Question, asyncio.Future[bytes]]] = {}
+        self._ids: list[int] = []
+
+    def new(self, taken: dict[int, object]) -> int:
+        ids = self._ids
+        while True:
+            if not ids:
+                ids.extend(struct.unpack(f"!{self.BATCH}H", os.urandom(2 * self.BATCH)))
+            qid = ids.pop()
+            if qid not in taken:
+                return qid
+
+
+@dataclass(slots=True)
+class _Waiting:
+    question: Question
+    done: Done
+    timer: asyncio.TimerHandle
+
+
+class _UdpSocket:
+    """One connected, non-blocking socket and the questions waiting on it, by ID."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, upstream: Endpoint) -> None:
+        family = socket.AF_INET6 if ":" in upstream.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.connect((upstream.host, upstream.port))
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self._loop = loop
+        self.pending: dict[int, _Waiting] = {}
         self.sent = 0
         self.born = time.monotonic()
         self.retired = False
+        loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def send(self, qid: int, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
+        """Raises OSError when the kernel refuses the datagram at once."""
+        self._sock.send(question.request(qid, dnssec_ok))
+        self.sent += 1
+        self.pending[qid] = _Waiting(question, done, self._loop.call_later(timeout, self._expire, qid))
 
-    def datagram_received(self, data: bytes, addr: object) -> None:
-        if len(data) < 12:
-            return
-        waiting = self.pending.get(int.from_bytes(data[:2], "big"))
-        if waiting is not None and waiting[0].answers(data) and not waiting[1].done():
-            waiting[1].set_result(data)
+    def _readable(self) -> None:
+        recv = self._sock.recv
+        while True:
+            try:
+                data = recv(MAX_REPLY)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # A connected socket reports ICMP errors (port unreachable: nobody listens) for
+                # the socket, not per question: everyone waiting learns the upstream is not there.
+                self._fail_all(exc)
+                return
+            if len(data) < 12:
+                continue
+            qid = int.from_bytes(data[:2], "big")
+            waiting = self.pending.get(qid)
+            if waiting is not None and waiting.question.answers(data):
+                del self.pending[qid]
+                waiting.timer.cancel()
+                self._close_if_idle()
+                waiting.done(data)
 
-    def error_received(self, exc: Exception) -> None:
-        # A connected socket reports ICMP errors (port unreachable: nobody listens) for the
-        # socket, not per question: everyone waiting learns the upstream is not there.
-        for _, future in self.pending.values():
-            if not future.done():
-                future.set_exception(exc)
+    def _expire(self, qid: int) -> None:
+        waiting = self.pending.pop(qid, None)
+        if waiting is not None:
+            self._close_if_idle()
+            waiting.done(TimeoutError())
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.error_received(exc or ConnectionAbortedError("socket closed"))
+    def _fail_all(self, exc: Exception) -> None:
+        pending, self.pending = self.pending, {}
+        self._close_if_idle()
+        for waiting in pending.values():
+            waiting.timer.cancel()
+            waiting.done(exc)
 
     def worn_out(self) -> bool:
-        return (self.sent >= ROTATE_AFTER or time.monotonic() - self.born >= ROTATE_SECONDS
-                or (self.transport is not None and self.transport.is_closing()))
+        return self.sent >= ROTATE_AFTER or time.monotonic() - self.born >= ROTATE_SECONDS
 
     def retire(self) -> None:
         """Take no new questions; close once the last one waiting is done."""
         self.retired = True
-        self.close_when_idle()
+        self._close_if_idle()
 
-    def close_when_idle(self) -> None:
-        if self.retired and not self.pending and self.transport is not None:
-            self.transport.close()
+    def _close_if_idle(self) -> None:
+        if self.retired and not self.pending:
+            self.close()
+
+    def close(self) -> None:
+        if self._sock.fileno() != -1:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        if self.pending:
+            self._fail_all(ConnectionAbortedError("socket closed"))
 
 
 class _UdpPool:
-    def __init__(self, upstream: Endpoint) -> None:
+    def __init__(self, upstream: Endpoint, ids: QueryIds) -> None:
         self._upstream = upstream
+        self._ids = ids
         self._slots: list[_UdpSocket | None] = [None] * POOL_SIZE
         self._next = 0
 
-    async def _socket(self) -> _UdpSocket:
+    def send(self, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
         index = self._next = (self._next + 1) % POOL_SIZE
         sock = self._slots[index]
         if sock is not None and sock.worn_out():
             sock.retire()
             sock = None
         if sock is None:
-            sock = self._slots[index] = _UdpSocket()
-            family = socket.AF_INET6 if ":" in self._upstream.host else socket.AF_INET
-            sock.opening = asyncio.get_running_loop().create_task(
-                asyncio.get_running_loop().create_datagram_endpoint(
-                    lambda: sock, remote_addr=(self._upstream.host, self._upstream.port), family=family))
-        if sock.transport is None:
-            assert sock.opening is not None
-            try:
-                await sock.opening
-            except OSError:
-                if self._slots[index] is sock:
-                    self._slots[index] = None
-                raise
-        return sock
-
-    async def ask(self, question: Question, dnssec_ok: bool, timeout: float) -> bytes:
-        sock = await self._socket()
-        qid = _new_id(sock.pending)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        sock.pending[qid] = (question, future)
-        sock.sent += 1
-        try:
-            assert sock.transport is not None
-            sock.transport.sendto(question.request(qid, dnssec_ok))
-            return await asyncio.wait_for(future, timeout)
-        finally:
-            del sock.pending[qid]
-            sock.close_when_idle()
+            sock = self._slots[index] = _UdpSocket(asyncio.get_running_loop(), self._upstream)
+        sock.send(self._ids.new(sock.pending), question, dnssec_ok, timeout, done)
 
     def close(self) -> None:
         for sock in self._slots:
-            if sock is not None and sock.transport is not None:
-                sock.transport.close()
+            if sock is not None:
+                sock.close()
+        self._slots = [None] * POOL_SIZE
 
 
 @dataclass(eq=False)
@@ -207,8 +249,9 @@ class _TcpConnection:
 
 
 class _TcpChannel:
-    def __init__(self, upstream: Endpoint) -> None:
+    def __init__(self, upstream: Endpoint, ids: QueryIds) -> None:
         self._upstream = upstream
+        self._ids = ids
         self._conn: _TcpConnection | None = None
         self._idle_check: asyncio.TimerHandle | None = None
 
@@ -237,7 +280,7 @@ class _TcpChannel:
 
     async def _ask_on(self, conn: _TcpConnection, question: Question, dnssec_ok: bool,
                       timeout: float) -> bytes:
-        qid = _new_id(conn.pending)
+        qid = self._ids.new(conn.pending)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         conn.pending[qid] = (question, future)
         try:
@@ -276,17 +319,32 @@ class Exchanger:
     def __init__(self) -> None:
         self._udp: dict[Endpoint, _UdpPool] = {}
         self._tcp: dict[Endpoint, _TcpChannel] = {}
+        self._ids = QueryIds()
 
-    async def udp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float) -> bytes:
+    def send_udp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float,
+                 done: Done) -> None:
+        """Ask over UDP; `done` gets the reply bytes, or the error (TimeoutError after `timeout`
+        seconds, an OSError from the socket), exactly once and never before this returns. Raises
+        OSError when the question cannot be sent at all."""
         pool = self._udp.get(upstream)
         if pool is None:
-            pool = self._udp[upstream] = _UdpPool(upstream)
-        return await pool.ask(question, dnssec_ok, timeout)
+            pool = self._udp[upstream] = _UdpPool(upstream, self._ids)
+        pool.send(question, dnssec_ok, timeout, done)
+
+    async def udp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float) -> bytes:
+        """`send_udp` for a coroutine: the reply, or the error raised."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.send_udp(upstream, question, dnssec_ok, timeout,
+                      lambda outcome: future.done() or future.set_result(outcome))
+        outcome = await future
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def tcp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float) -> bytes:
         channel = self._tcp.get(upstream)
         if channel is None:
-            channel = self._tcp[upstream] = _TcpChannel(upstream)
+            channel = self._tcp[upstream] = _TcpChannel(upstream, self._ids)
         return await channel.ask(question, dnssec_ok, timeout)
 
     def close(self) -> None:
@@ -294,4 +352,3 @@ class Exchanger:
             closable.close()
         self._udp.clear()
         self._tcp.clear()
-

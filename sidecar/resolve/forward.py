@@ -1,7 +1,11 @@
 """Relays questions upstream: from the cache when it can, else to the first live upstream (UDP,
 TCP when the reply is truncated), the next one on timeout, SERVFAIL or REFUSED. A question gets
 at most `BUDGET_FACTOR` x the per-upstream timeout in all, so a client sees SERVFAIL (or a stale
-answer) before it gives up on us. Identical questions in flight share one upstream query."""
+answer) before it gives up on us. Identical questions in flight share one upstream query.
+
+Each question upstream is a `_Flight` moved along by callbacks (reply, timeout, error), not a
+coroutine: the UDP listener relays a plain query with no task at all (`ask`), and `resolve` wraps
+the same machinery in one future for the resolver chain."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RCODE, DNSError
 
@@ -16,10 +21,10 @@ from ..endpoint import Endpoint, parse_endpoint
 from ..errors import UpstreamError
 from ..outcome import Answer, Query
 from ..records import normalize_name
-from ..wire import answer_from_reply, ttl_offsets
+from ..wire import answer_from_reply, smallest_ttl
 from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
-from .exchange import Exchanger, Question
+from .exchange import Exchanger, Outcome, Question
 from .health import Health
 
 log = logging.getLogger(__name__)
@@ -28,10 +33,33 @@ BUDGET_FACTOR = 1.5
 _TC = 0x0200
 _PROBE = Question.of(".", QTYPE.NS, 1)
 _PARSE_ERRORS = (DNSError, ValueError, IndexError, UnicodeError, struct.error)
+_TRY_ANOTHER = frozenset((RCODE.SERVFAIL, RCODE.REFUSED))  # plain ints: dnslib's RCODE lookups are slow
+
+Settled = Answer | UpstreamError
+Waiter = Callable[[Settled], None]
+FlightKey = tuple[CacheKey, tuple[Endpoint, ...]]
 
 
 def _why(exc: Exception) -> str:
     return "timeout" if isinstance(exc, TimeoutError) else f"{type(exc).__name__} {exc}".strip()
+
+
+@dataclass(eq=False, slots=True)
+class _Flight:
+    """One question on its way upstream: who waits for it, the upstreams still to try (in health
+    order), when its budget runs out, and why each upstream failed so far."""
+
+    key: FlightKey
+    question: Question
+    order: Sequence[Endpoint]
+    deadline: float
+    waiters: list[Waiter]
+    tried: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def cache_key(self) -> CacheKey:
+        return self.key[0]
 
 
 class Forwarder:
@@ -43,8 +71,9 @@ class Forwarder:
         self.conditional = ConditionalForwards(()) if conditional is None else conditional
         self.exchanger = Exchanger()
         self.health = Health(self._probe)
-        self._inflight: dict[tuple[CacheKey, tuple[Endpoint, ...]], asyncio.Future[Answer]] = {}
+        self._inflight: dict[FlightKey, _Flight] = {}
         self._named: dict[tuple[str, ...], tuple[Endpoint, ...]] = {}
+        self._tcp_legs: set[asyncio.Task] = set()  # held so they are not collected mid-flight
 
     async def resolve(self, query: Query, upstreams: Sequence[str] = (), name: str | None = None) -> Answer:
         """Answer `query` (or `name` instead of its name) from cache or upstream: `upstreams` if
@@ -55,25 +84,20 @@ class Forwarder:
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        targets = self._targets(upstreams, qname)
-        flight_key = (key, targets)
-        pending = self._inflight.get(flight_key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._inflight[flight_key] = future
         try:
-            answer = await self._fresh(key, targets)
-            future.set_result(answer)
-            return answer
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: nobody else may be waiting
-            raise
-        finally:
-            del self._inflight[flight_key]
+            question = Question.of(qname, query.qtype, query.qclass)
+        except ValueError as exc:
+            raise UpstreamError(str(exc)) from None
+        future: asyncio.Future[Settled] = asyncio.get_running_loop().create_future()
+        self.ask(key, self.targets(qname, upstreams), question,
+                 lambda settled: future.done() or future.set_result(settled))
+        settled = await future
+        if isinstance(settled, UpstreamError):
+            raise UpstreamError(str(settled), settled.repeated)
+        return settled
 
-    def _targets(self, named: Sequence[str], qname: str) -> tuple[Endpoint, ...]:
+    def targets(self, qname: str, named: Sequence[str] = ()) -> tuple[Endpoint, ...]:
+        """Where `qname` goes: the `named` upstreams, else a --forward rule's, else the defaults."""
         if named:
             key = tuple(named)
             found = self._named.get(key)
@@ -83,71 +107,121 @@ class Forwarder:
         ruled = self.conditional.upstreams_for(qname)
         return tuple(self._upstreams()) if ruled is None else ruled
 
-    async def _fresh(self, key: CacheKey, targets: tuple[Endpoint, ...]) -> Answer:
-        """Ask upstream unless this question failed a moment ago; on failure, serve stale."""
+    def ask(self, key: CacheKey, targets: tuple[Endpoint, ...], question: Question, waiter: Waiter) -> None:
+        """Ask `targets` for `question` (the cache already missed); `waiter` gets the Answer or
+        the UpstreamError, exactly once, possibly before this returns. A question that failed a
+        moment ago is not asked again: it gets a stale answer or the remembered failure."""
+        flight_key = (key, targets)
+        flight = self._inflight.get(flight_key)
+        if flight is not None:
+            flight.waiters.append(waiter)
+            return
         reason = self.cache.failure(key)
-        repeated = True
         if reason is None and not targets:
             reason = "no upstream resolver configured"
-        elif reason is None:
-            try:
-                return self.cache.put(key, await self._ask_each(targets, key))
-            except UpstreamError as exc:
-                reason, repeated = str(exc), False
-                self.cache.put_failure(key, reason)
-        stale = self.cache.stale(key)
-        if stale is not None:
-            log.log(logging.DEBUG if repeated else logging.INFO, "serving stale %s %s: %s", key[0],
-                    QTYPE.get(key[1]), reason)
-            return stale
-        raise UpstreamError(reason, repeated)
+        if reason is not None:
+            waiter(self._stale_or(key, UpstreamError(reason, repeated=True)))
+            return
+        deadline = asyncio.get_running_loop().time() + self.timeout * BUDGET_FACTOR
+        flight = self._inflight[flight_key] = _Flight(flight_key, question, self.health.order(targets),
+                                                      deadline, [waiter])
+        self._try_next(flight)
 
-    async def _ask_each(self, targets: Sequence[Endpoint], key: CacheKey) -> Answer:
-        qname, qtype, qclass, dnssec_ok = key
-        try:
-            question = Question.of(qname, qtype, qclass)
-        except ValueError as exc:
-            raise UpstreamError(str(exc)) from None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout * BUDGET_FACTOR
-        failures: list[str] = []
-        for upstream in self.health.order(targets):
-            remaining = min(self.timeout, deadline - loop.time())
+    def _try_next(self, flight: _Flight) -> None:
+        """Send the flight to the next upstream, or give up when none (or no time) is left."""
+        while flight.tried < len(flight.order):
+            remaining = min(self.timeout, flight.deadline - asyncio.get_running_loop().time())
             if remaining <= 0:
-                failures.append("out of time")
+                flight.failures.append("out of time")
                 break
+            upstream = flight.order[flight.tried]
+            flight.tried += 1
             try:
-                data = await self.exchanger.udp(upstream, question, dnssec_ok, remaining)
-            except (TimeoutError, OSError) as exc:
-                self.health.failed(upstream, _why(exc))
-                failures.append(f"{upstream}: {_why(exc)}")
-                continue
-            self.health.answered(upstream)
-            if struct.unpack_from("!H", data, 2)[0] & _TC:
-                try:
-                    data = await self.exchanger.tcp(upstream, question, dnssec_ok,
-                                                    max(0.1, deadline - loop.time()))
-                except (TimeoutError, OSError) as exc:
-                    failures.append(f"{upstream} over TCP: {_why(exc)}")
-                    continue
+                self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3], remaining,
+                                        lambda outcome, upstream=upstream: self._step(
+                                            flight, self._on_udp, flight, upstream, outcome))
+                return
+            except OSError as exc:
+                self._upstream_failed(flight, upstream, exc)
+        qname, qtype = flight.cache_key[:2]
+        reason = f"no upstream answered {qname} {QTYPE.get(qtype)}: {'; '.join(flight.failures)}"
+        self.cache.put_failure(flight.cache_key, reason)
+        self._settle(flight, self._stale_or(flight.cache_key, UpstreamError(reason)))
+
+    def _upstream_failed(self, flight: _Flight, upstream: Endpoint, exc: Exception) -> None:
+        self.health.failed(upstream, _why(exc))
+        flight.failures.append(f"{upstream}: {_why(exc)}")
+
+    def _step(self, flight: _Flight, step: Callable[..., None], *args: object) -> None:
+        """Run one step of `flight`: a bug in it costs this question (SERVFAIL, logged), never the
+        socket reader that called it nor the other questions."""
+        try:
+            step(*args)
+        except Exception as exc:
+            log.exception("forwarding %s failed", flight.cache_key[0])
+            if self._inflight.get(flight.key) is flight:
+                self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
+
+    def _on_udp(self, flight: _Flight, upstream: Endpoint, outcome: Outcome) -> None:
+        if isinstance(outcome, Exception):
+            self._upstream_failed(flight, upstream, outcome)
+            self._try_next(flight)
+            return
+        self.health.answered(upstream)
+        if (outcome[2] << 8) & _TC:
+            leg = asyncio.get_running_loop().create_task(self._over_tcp(flight, upstream))
+            self._tcp_legs.add(leg)
+            leg.add_done_callback(self._tcp_legs.discard)
+            return
+        self._on_reply(flight, upstream, outcome)
+
+    async def _over_tcp(self, flight: _Flight, upstream: Endpoint) -> None:
+        """A truncated UDP reply: the same question to the same upstream over TCP."""
+        remaining = max(0.1, flight.deadline - asyncio.get_running_loop().time())
+        try:
+            data = await self.exchanger.tcp(upstream, flight.question, flight.cache_key[3], remaining)
+        except (TimeoutError, OSError) as exc:
+            flight.failures.append(f"{upstream} over TCP: {_why(exc)}")
+            self._try_next(flight)
+            return
+        self._step(flight, self._on_reply, flight, upstream, data)
+
+    def _on_reply(self, flight: _Flight, upstream: Endpoint, data: bytes) -> None:
+        try:
+            answer = self._answer(data)
+        except _PARSE_ERRORS as exc:
+            flight.failures.append(f"{upstream}: unparseable reply ({exc})")
+            self._try_next(flight)
+            return
+        if answer.rcode in _TRY_ANOTHER:
+            flight.failures.append(f"{upstream}: {RCODE.get(answer.rcode)}")
+            self._try_next(flight)
+            return
+        self._settle(flight, self.cache.put(flight.cache_key, answer))
+
+    def _settle(self, flight: _Flight, settled: Settled) -> None:
+        del self._inflight[flight.key]
+        for waiter in flight.waiters:
             try:
-                answer = self._answer(data)
-            except _PARSE_ERRORS as exc:
-                failures.append(f"{upstream}: unparseable reply ({exc})")
-                continue
-            if answer.rcode in (RCODE.SERVFAIL, RCODE.REFUSED):
-                failures.append(f"{upstream}: {RCODE.get(answer.rcode)}")
-                continue
-            return answer
-        raise UpstreamError(f"no upstream answered {qname} {QTYPE.get(qtype)}: {'; '.join(failures)}")
+                waiter(settled)
+            except Exception:  # one asker's failure must not keep the answer from the others
+                log.exception("delivering the answer for %s failed", flight.cache_key[0])
+
+    def _stale_or(self, key: CacheKey, error: UpstreamError) -> Settled:
+        """What to give when no upstream can answer: the stale answer if one is kept."""
+        stale = self.cache.stale(key)
+        if stale is None:
+            return error
+        log.log(logging.DEBUG if error.repeated else logging.INFO, "serving stale %s %s: %s", key[0],
+                QTYPE.get(key[1]), error)
+        return stale
 
     def _answer(self, data: bytes) -> Answer:
         """The reply as an Answer: parsed when the cache will keep it, else left as bytes to be
         relayed (TTL 0, or nothing to cache), which spares two dnslib passes per query."""
-        if self.cache.min_ttl == 0 and data[3] & 0xF not in (RCODE.SERVFAIL, RCODE.REFUSED):
-            ttls = [ttl for _, ttl in ttl_offsets(data)]
-            if not ttls or min(ttls) == 0:
-                return Answer(rcode=data[3] & 0xF, source="forward", wire=data)
+        rcode = data[3] & 0xF
+        if self.cache.min_ttl == 0 and rcode not in _TRY_ANOTHER and not smallest_ttl(data):
+            return Answer(rcode=rcode, source="forward", wire=data)
         return answer_from_reply(data)
 
     async def _probe(self, upstream: Endpoint) -> None:

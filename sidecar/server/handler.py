@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from dnslib import CLASS, RCODE
+from dnslib import CLASS, RCODE, DNSRecord
 
 from ..errors import MalformedQuery, UpstreamError
 from ..logs import QueryLog
 from ..metrics import Metrics
 from ..outcome import Answer, Query, Resolver
+from ..records import type_name
+from ..resolve.cache import CacheKey
 from ..resolve.chain import Chain
+from ..resolve.exchange import Question
 from ..store import Store
 from ..wire import (
+    PlainQuestion,
+    QuestionKey,
     build_reply,
     dnssec_ok,
     error_reply,
@@ -36,6 +43,37 @@ REFUSED = Answer(rcode=RCODE.REFUSED, source="error")
 NOT_ALLOWED = Answer(rcode=RCODE.REFUSED, source="policy")
 _UNSEEN = b"?unseen"
 _TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}
+MAX_RELAYS = 50_000
+
+
+@dataclass(slots=True)
+class _Asked:
+    """One query between its arrival and its answer: its bytes (and parse, if one was needed),
+    packet-cache key, UDP size limit (None over TCP), question, who asked and how, the client's
+    view key (None: refused by the access policy), and the zone generation and time it arrived."""
+
+    data: bytes
+    request: DNSRecord | None
+    qkey: QuestionKey | None
+    limit: int | None
+    name: str
+    qtype: int
+    qclass: int
+    dnssec_ok: bool
+    client: str
+    transport: str
+    view: bytes | None
+    generation: int
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Relay:
+    """A plain question found not to be local: what relaying it again needs."""
+
+    plain: PlainQuestion
+    cache_key: CacheKey
+    question: Question
 
 
 class QueryHandler:
@@ -50,14 +88,19 @@ class QueryHandler:
         self.local = local
         self.access = access or AccessPolicy()
         self._client_keys: dict[str, bytes | None] = {}
+        self._relays: dict[bytes, _Relay] = {}
         self._keys_generation = -1
+        # With no plug-in before the local zone, plain questions skip the chain (`respond`).
+        self._direct = local is not None and chain.resolvers == (local,)
 
     def _client_key(self, client: str) -> bytes | None:
         """The client's view as packet-cache key bytes, or None when the access policy refuses
-        it; remembered per address until the zone (and so the known networks) changes."""
+        it; remembered per address until the zone (and so the known networks) changes. A zone
+        change also forgets which questions were found not to be local."""
         zone = self.store.zone
         if self._keys_generation != zone.generation:
             self._client_keys.clear()
+            self._relays.clear()
             self._keys_generation = zone.generation
         key = self._client_keys.get(client, _UNSEEN)
         if key is _UNSEEN:
@@ -86,6 +129,59 @@ class QueryHandler:
             self.query_log.replayed(data, client, transport, reply)
         return reply
 
+    def respond(self, data: bytes, client: str, transport: str, send: Callable[[bytes | None], None]) -> bool:
+        """The middle path, for a plain question when no plug-in is in the chain: a local answer
+        at once, a forwarded one from a callback, with no task and no dnslib on the way out of a
+        relay. `send` gets the reply (None: nothing to send), exactly once, possibly before this
+        returns True. False, and `send` is never called, when the query needs `handle`.
+
+        A question found not to be local is remembered (per view, until the zone changes), so
+        asking it again goes straight to the answer cache and upstream."""
+        if not self._direct:
+            return False
+        view = self._client_key(client)
+        if view is None:
+            return False
+        memo_key = data[2:] + _TRANSPORT_TAG[transport] + view
+        relay = self._relays.get(memo_key)
+        if relay is None:
+            plain = plain_question(data)
+            if plain is None or plain.qclass != CLASS.IN:
+                return False
+            asked = self._asked(data, client, transport, plain, view)
+            try:
+                query = Query(plain.name, plain.qtype, client, transport, self.store.zone.views_of(client),
+                              plain.dnssec_ok, plain.qclass)
+                outcome = self.local(query)
+            except Exception:  # a bug must cost one answer, not the listener
+                log.exception("answering %s %s failed", plain.name, type_name(plain.qtype))
+                send(self._finish(asked, SERVFAIL))
+                return True
+            if isinstance(outcome, Answer):
+                send(self._finish(asked, outcome))
+                return True
+            if outcome is not None:
+                return False  # a CNAME chain that leaves our data: the chain finishes it
+            relay = self._remember(memo_key, plain, query.key)
+        else:
+            asked = self._asked(data, client, transport, relay.plain, view)
+        forwarder = self.chain.forwarder
+        cached = forwarder.cache.get(relay.cache_key)
+        if cached is not None:
+            send(self._finish(asked, cached))
+            return True
+        forwarder.ask(relay.cache_key, forwarder.targets(relay.cache_key[0]), relay.question,
+                      lambda settled: send(self._finish(asked, self._settled(asked, settled))))
+        return True
+
+    def _remember(self, memo_key: bytes, plain: PlainQuestion, qname: str) -> _Relay:
+        if len(self._relays) >= MAX_RELAYS:
+            self._relays.clear()  # rare and cheap: repeats rebuild it
+        qend = plain.qkey.question_end
+        question = Question(plain.qkey.key[10 : qend - 6], plain.qkey.key[qend - 6 : qend - 2])
+        relay = self._relays[memo_key] = _Relay(plain, (qname, plain.qtype, plain.qclass, plain.dnssec_ok), question)
+        return relay
+
     async def handle(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The slow path: read the question (by hand when it is plain), resolve it through the
         chain, relay or pack the reply, and remember it. dnslib parses the query only when the
@@ -99,44 +195,64 @@ class QueryHandler:
                 log.debug("malformed query from %s: %s", client, exc)
                 self.metrics.malformed += 1
                 return None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode)
-            name, qtype, qclass = str(request.q.qname), request.q.qtype, request.q.qclass
-            do_bit, udp_size = dnssec_ok(request), udp_limit(request)
-        else:
-            name, qtype, qclass = plain.name, plain.qtype, plain.qclass
-            do_bit, udp_size = plain.dnssec_ok, plain.udp_limit
-        started = time.perf_counter()
-        zone = self.store.zone
-        query = Query(name, qtype, client, transport, zone.views_of(client), do_bit, qclass)
-        view = self._client_key(client)
+        asked = self._asked(data, client, transport, plain, self._client_key(client), request)
+        query = Query(asked.name, asked.qtype, client, transport, self.store.zone.views_of(client), asked.dnssec_ok,
+                      asked.qclass)
         if query.qclass != CLASS.IN:
             answer = REFUSED
-        elif view is None:
+        elif asked.view is None:
             answer = self._stranger(query)
         else:
             try:
                 answer = await self.chain.resolve(query)
             except UpstreamError as exc:
-                log.log(logging.DEBUG if exc.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", query.name,
-                        query.type_name, exc)
-                answer = SERVFAIL
+                answer = self._settled(asked, exc)
             except Exception:  # a plug-in's bug must cost one answer, not the server
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
-        limit = None if transport == "tcp" else udp_size
-        qkey = plain.qkey if plain is not None else question_key(data)
-        reply = relay_reply(answer.wire, data, qkey, limit) if answer.wire is not None else None
+        return self._finish(asked, answer)
+
+    def _asked(self, data: bytes, client: str, transport: str, plain: PlainQuestion | None, view: bytes | None,
+               request: DNSRecord | None = None) -> _Asked:
+        """What answering `data` needs to remember until the answer comes, read from the plain
+        question or else from the parsed request."""
+        if plain is not None:
+            name, qtype, qclass, qkey = plain.name, plain.qtype, plain.qclass, plain.qkey
+            do_bit, udp_size = plain.dnssec_ok, plain.udp_limit
+        else:
+            assert request is not None
+            name, qtype, qclass = str(request.q.qname), request.q.qtype, request.q.qclass
+            do_bit, udp_size, qkey = dnssec_ok(request), udp_limit(request), question_key(data)
+        return _Asked(data, request, qkey, None if transport == "tcp" else udp_size, name, qtype, qclass, do_bit,
+                      client, transport, view, self.store.zone.generation, time.perf_counter())
+
+    @staticmethod
+    def _settled(asked: _Asked, settled: Answer | UpstreamError) -> Answer:
+        if isinstance(settled, Answer):
+            return settled
+        log.log(logging.DEBUG if settled.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", asked.name,
+                type_name(asked.qtype), settled)
+        return SERVFAIL
+
+    def _finish(self, asked: _Asked, answer: Answer) -> bytes | None:
+        """The reply bytes for `answer` (relayed as the upstream sent them when possible, else
+        built), kept in the packet cache, counted and logged."""
+        data, qkey = asked.data, asked.qkey
+        reply = relay_reply(answer.wire, data, qkey, asked.limit) if answer.wire is not None else None
         if reply is None:  # a local answer, or relayed bytes that do not fit this client as they are
             try:
-                request = request or parse_query(data)
+                request = asked.request or parse_query(data)
             except MalformedQuery as exc:
                 return error_reply(data, exc.reply_rcode or RCODE.FORMERR)
-            reply = build_reply(request, with_records(answer), limit)
-        if qkey is not None and view is not None:
-            self.packets.put(qkey.key + _TRANSPORT_TAG[transport] + view, reply, answer.cache_for, zone.generation)
-        seconds = time.perf_counter() - started
-        self.metrics.answered(transport, answer.rcode, answer.source, view or b"", seconds)
+            reply = build_reply(request, with_records(answer), asked.limit)
+        if qkey is not None and asked.view is not None and answer.cache_for != 0:
+            self.packets.put(qkey.key + _TRANSPORT_TAG[asked.transport] + asked.view, reply, answer.cache_for,
+                             asked.generation)
+        seconds = time.perf_counter() - asked.started
+        self.metrics.answered(asked.transport, answer.rcode, answer.source, asked.view or b"", seconds)
         if self.query_log is not None:
-            self.query_log.answered(client, transport, query.name, query.qtype, answer.rcode, answer.source, seconds)
+            self.query_log.answered(asked.client, asked.transport, asked.name, asked.qtype, answer.rcode,
+                                    answer.source, seconds)
         return reply
 
     def _stranger(self, query: Query) -> Answer:
