@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dnslib import QTYPE, RD, RR, DNSLabel
+from dnslib import AAAA, QTYPE, RD, RR, A, DNSBuffer, DNSLabel
+
+_ADDRESS_RDATA: dict[int, type[RD]] = {QTYPE.A: A, QTYPE.AAAA: AAAA}
 
 
 def normalize_name(name: str) -> str:
@@ -38,14 +40,35 @@ def type_name(rtype: int) -> str:
 @dataclass(frozen=True, slots=True)
 class ZoneRecord:
     """A record ready for the zone. `view` is None for the answer everyone gets, or the name of
-    the client network it is meant for (the split horizon)."""
+    the client network it is meant for (the split horizon).
+
+    `data` is the dnslib rdata, or for A and AAAA the address in wire form (4 or 16 bytes, as
+    `inet_pton` or `ipaddress` give it): building dnslib's validated address object costs more
+    than the rest of a record, a big zone holds mostly addresses, and few of them are ever asked
+    for, so `rdata` builds it only when read."""
 
     name: str
     rtype: int
     ttl: int
-    rdata: RD
+    data: RD | bytes
     origin: str
     view: str | None = None
+
+    @property
+    def rdata(self) -> RD:
+        data = self.data
+        if isinstance(data, bytes):
+            return _ADDRESS_RDATA[self.rtype](tuple(data))
+        return data
+
+    @property
+    def wire(self) -> bytes:
+        """The rdata as it goes on the wire: the one reliable equality for rdata."""
+        if isinstance(self.data, bytes):
+            return self.data
+        buf = DNSBuffer()
+        self.data.pack(buf)
+        return bytes(buf.data)
 
     def to_rr(self, owner: DNSLabel | str | None = None) -> RR:
         return RR(owner or self.name, self.rtype, ttl=self.ttl, rdata=self.rdata)

@@ -10,7 +10,7 @@ import re
 import socket
 from collections.abc import Iterator
 
-from dnslib import QTYPE, RDMAP, DNSBuffer, DNSLabel
+from dnslib import QTYPE, RD, RDMAP, DNSBuffer, DNSLabel
 
 from .errors import ZoneSyntaxError
 from .records import ZoneRecord, normalize_name
@@ -18,6 +18,7 @@ from .reverse import ptr_name
 
 _SPECIAL = re.compile(r'[;()"]')
 _ADDRESS_FAMILIES = {"A": socket.AF_INET, "AAAA": socket.AF_INET6}
+_TYPE_CODES: dict[str, int] = {name: getattr(QTYPE, name) for name in RDMAP if hasattr(QTYPE, name)}
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TTL_RE = re.compile(r"^(?:\d+[smhdw]?)+$", re.IGNORECASE)
 MAX_TTL = 2**31 - 1
@@ -92,6 +93,11 @@ def _logical_records(text: str, where: str) -> Iterator[tuple[int, list[str], bo
     pending: list[str] = []
     start, blank_owner, depth = 0, False, 0
     for lineno, line in enumerate(text.splitlines(), 1):
+        if not depth and not _SPECIAL.search(line):  # the common line: one whole record, plain
+            tokens = line.split()
+            if tokens:
+                yield lineno, tokens, line[:1] in (" ", "\t")
+            continue
         tokens, indented = _split_line(line, where, lineno)
         if not pending and not depth:
             if not tokens:
@@ -114,45 +120,52 @@ def _logical_records(text: str, where: str) -> Iterator[tuple[int, list[str], bo
 
 
 def _absolute(token: str, origin: str | None, where: str, lineno: int) -> str:
-    if token == "@":
+    """The normalized absolute form of an owner or rdata name; checked, since a typo must not
+    load as some other name."""
+    if token.endswith("."):
+        name = token
+    elif token == "@":
         if origin is None:
             raise ZoneSyntaxError(where, lineno, "'@' used without $ORIGIN")
         return origin
-    if token.endswith("."):
-        name = token
     elif origin is None:
         raise ZoneSyntaxError(where, lineno, f"relative name {token!r} without $ORIGIN (end it with '.')")
     else:
         name = f"{token}.{origin}" if origin != "." else f"{token}."
     try:
-        _check_name(name)
-        return normalize_name(name)
+        return _checked(name)
     except Exception as exc:  # dnslib raises its own error types and ValueError
         raise ZoneSyntaxError(where, lineno, f"bad name {token!r}: {exc}") from None
 
 
-def _check_name(name: str) -> None:
-    """RFC 1035 limits on an absolute name: no empty label, labels <= 63 bytes, <= 255 in all."""
+def _checked(name: str) -> str:
+    """RFC 1035 limits on an absolute name (no empty label, labels <= 63 bytes, <= 255 in all);
+    the name lower-cased. Plain string tests, since nearly every name of a big zone passes them."""
     if not name.isascii():
         DNSLabel(name)  # IDNA encoding and its own checks
-        return
+        return normalize_name(name)
+    name = name.lower()
     if len(name) > 254:
         raise ValueError("name over 255 bytes")
-    if name != "." and any(not label or len(label) > 63 for label in name[:-1].split(".")):
+    if name != "." and (name[0] == "." or ".." in name
+                        or (len(name) > 64 and any(len(label) > 63 for label in name.split(".")))):
         raise ValueError("empty label or label over 63 bytes")
+    return name
 
 
-def _rdata(rtype: str, fields: list[str], origin: str | None, where: str, lineno: int):
+def _rdata(rtype: str, fields: list[str], origin: str | None, where: str, lineno: int) -> RD | bytes:
+    """Validated rdata: an address in wire form (see `ZoneRecord.data`), else dnslib's object."""
+    family = _ADDRESS_FAMILIES.get(rtype)
+    if family is not None and len(fields) == 1:  # the bulk of most zones: checked by the C library
+        try:
+            return socket.inet_pton(family, fields[0])
+        except OSError:
+            raise ZoneSyntaxError(where, lineno, f"bad {rtype} data {fields[0]!r}: not an "
+                                  f"IPv{4 if rtype == 'A' else 6} address") from None
     low, high = _FIELDS.get(rtype, (1, 10_000))
     if not low <= len(fields) <= high:
         want = str(low) if low == high else f"at least {low}"
         raise ZoneSyntaxError(where, lineno, f"{rtype} takes {want} field(s), got {len(fields)}")
-    if rtype in _ADDRESS_FAMILIES:  # the bulk of most zones: validated and packed by the C library
-        try:
-            return RDMAP[rtype](tuple(socket.inet_pton(_ADDRESS_FAMILIES[rtype], fields[0])))
-        except OSError:
-            raise ZoneSyntaxError(where, lineno, f"bad {rtype} data {fields[0]!r}: not an "
-                                  f"IPv{4 if rtype == 'A' else 6} address") from None
     plain = [f[1:] if f.startswith('"') else f for f in fields]
     for idx in _NAME_FIELDS.get(rtype, ()):
         plain[idx] = _absolute(plain[idx], origin, where, lineno)
@@ -166,56 +179,79 @@ def _rdata(rtype: str, fields: list[str], origin: str | None, where: str, lineno
     return rdata
 
 
-def parse_zone(text: str, where: str, origin: str | None = None, default_ttl: int = 3600,
-               view: str | None = None) -> list[ZoneRecord]:
-    """Parse an RFC 1035 master file. `where` names the file in errors and provenance."""
-    records: list[ZoneRecord] = []
-    origin = normalize_name(origin) if origin else None
-    ttl_default: int | None = None
-    owner: str | None = None
-    last_ttl = default_ttl
-    for lineno, tokens, blank_owner in _logical_records(text, where):
+class _MasterFile:
+    """What an RFC 1035 master file carries from one record to the next: $ORIGIN, $TTL, the last
+    owner and the last TTL."""
+
+    def __init__(self, where: str, origin: str | None, default_ttl: int, view: str | None) -> None:
+        self.where = where
+        self.origin = normalize_name(origin) if origin else None
+        self.view = view
+        self.ttl_default: int | None = None
+        self.last_ttl = default_ttl
+        self.owner: str | None = None
+
+    def directive(self, tokens: list[str], lineno: int) -> None:
         head = tokens[0].upper()
         if head == "$ORIGIN":
             if len(tokens) != 2:
-                raise ZoneSyntaxError(where, lineno, "$ORIGIN takes one name")
-            origin = _absolute(tokens[1], origin, where, lineno)
-            continue
-        if head == "$TTL":
+                raise ZoneSyntaxError(self.where, lineno, "$ORIGIN takes one name")
+            self.origin = _absolute(tokens[1], self.origin, self.where, lineno)
+        elif head == "$TTL":
             if len(tokens) != 2:
-                raise ZoneSyntaxError(where, lineno, "$TTL takes one value")
-            try:
-                ttl_default = last_ttl = parse_ttl(tokens[1])
-            except ValueError as exc:
-                raise ZoneSyntaxError(where, lineno, str(exc)) from None
-            continue
-        if head.startswith("$"):
-            raise ZoneSyntaxError(where, lineno, f"directive {tokens[0]} is not supported")
-        rest = list(tokens)
+                raise ZoneSyntaxError(self.where, lineno, "$TTL takes one value")
+            self.ttl_default = self.last_ttl = self._ttl(tokens[1], lineno)
+        else:
+            raise ZoneSyntaxError(self.where, lineno, f"directive {tokens[0]} is not supported")
+
+    def record(self, tokens: list[str], blank_owner: bool, lineno: int) -> ZoneRecord:
+        """`[owner] [ttl] [class] type rdata...`."""
         if not blank_owner:
-            owner = _absolute(rest.pop(0), origin, where, lineno)
-        elif owner is None:
-            raise ZoneSyntaxError(where, lineno, "record without an owner name")
-        ttl: int | None = None
-        while rest and (rest[0][:1].isdigit() or rest[0].upper() in ("IN", "CH", "HS")):
-            tok = rest.pop(0)
-            if tok.upper() in ("CH", "HS"):
-                raise ZoneSyntaxError(where, lineno, f"class {tok} is not served (only IN)")
-            if tok.upper() != "IN":
-                try:
-                    ttl = parse_ttl(tok)
-                except ValueError as exc:
-                    raise ZoneSyntaxError(where, lineno, str(exc)) from None
-        if not rest:
-            raise ZoneSyntaxError(where, lineno, "missing record type")
-        rtype = rest.pop(0).upper()
-        if rtype not in RDMAP or not hasattr(QTYPE, rtype):
-            raise ZoneSyntaxError(where, lineno, f"unknown or unsupported record type {rtype!r}")
-        rdata = _rdata(rtype, rest, origin, where, lineno)
+            self.owner = _absolute(tokens[0], self.origin, self.where, lineno)
+        elif self.owner is None:
+            raise ZoneSyntaxError(self.where, lineno, "record without an owner name")
+        i, ttl = self._ttl_and_class(tokens, 0 if blank_owner else 1, lineno)
+        rtype = tokens[i].upper()
+        code = _TYPE_CODES.get(rtype)
+        if code is None:
+            raise ZoneSyntaxError(self.where, lineno, f"unknown or unsupported record type {rtype!r}")
+        rdata = _rdata(rtype, tokens[i + 1:], self.origin, self.where, lineno)
         if ttl is None:
-            ttl = ttl_default if ttl_default is not None else last_ttl
-        last_ttl = ttl
-        records.append(ZoneRecord(owner, getattr(QTYPE, rtype), ttl, rdata, f"{where}:{lineno}", view))
+            ttl = self.ttl_default if self.ttl_default is not None else self.last_ttl
+        self.last_ttl = ttl
+        return ZoneRecord(self.owner, code, ttl, rdata, f"{self.where}:{lineno}", self.view)
+
+    def _ttl_and_class(self, tokens: list[str], i: int, lineno: int) -> tuple[int, int | None]:
+        """Step over the optional TTL and class (either order): the type's index, and the TTL."""
+        ttl: int | None = None
+        while i < len(tokens):
+            token = tokens[i].upper()
+            if token[:1].isdigit():
+                ttl = self._ttl(tokens[i], lineno)
+            elif token in ("CH", "HS"):
+                raise ZoneSyntaxError(self.where, lineno, f"class {tokens[i]} is not served (only IN)")
+            elif token != "IN":
+                return i, ttl
+            i += 1
+        raise ZoneSyntaxError(self.where, lineno, "missing record type")
+
+    def _ttl(self, token: str, lineno: int) -> int:
+        try:
+            return parse_ttl(token)
+        except ValueError as exc:
+            raise ZoneSyntaxError(self.where, lineno, str(exc)) from None
+
+
+def parse_zone(text: str, where: str, origin: str | None = None, default_ttl: int = 3600,
+               view: str | None = None) -> list[ZoneRecord]:
+    """Parse an RFC 1035 master file. `where` names the file in errors and provenance."""
+    state = _MasterFile(where, origin, default_ttl, view)
+    records: list[ZoneRecord] = []
+    for lineno, tokens, blank_owner in _logical_records(text, where):
+        if tokens[0].startswith("$"):
+            state.directive(tokens, lineno)
+        else:
+            records.append(state.record(tokens, blank_owner, lineno))
     return records
 
 
@@ -240,11 +276,10 @@ def parse_hosts(text: str, where: str, ttl: int = 60) -> list[ZoneRecord]:
             address = ipaddress.ip_address(fields[0].split("%", 1)[0])
         except ValueError:
             raise ZoneSyntaxError(where, lineno, f"bad address {fields[0]!r}") from None
-        rtype = "A" if address.version == 4 else "AAAA"
+        rtype = QTYPE.A if address.version == 4 else QTYPE.AAAA
         for idx, token in enumerate(fields[1:]):
             name = _absolute(token if token.endswith(".") else token + ".", None, where, lineno)
-            rdata = RDMAP[rtype].fromZone([str(address)])
-            records.append(ZoneRecord(name, getattr(QTYPE, rtype), ttl, rdata, f"{where}:{lineno}"))
+            records.append(ZoneRecord(name, rtype, ttl, address.packed, f"{where}:{lineno}"))
             if idx == 0:
                 ptr = RDMAP["PTR"].fromZone([name])
                 records.append(ZoneRecord(ptr_name(address), QTYPE.PTR, ttl, ptr, f"{where}:{lineno}"))

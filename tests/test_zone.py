@@ -3,7 +3,7 @@
 import ipaddress
 
 import pytest
-from dnslib import QTYPE, RCODE
+from dnslib import AAAA, QTYPE, RCODE
 
 from sidecar.outcome import Answer, Forward, Query
 from sidecar.records import ZoneRecord
@@ -148,6 +148,14 @@ def test_zonefile_wins_over_other_sources_inside_its_zone():
                         "the zonefile wins"]
 
 
+def test_a_name_that_only_ends_like_an_owned_zone_is_not_inside_it():
+    frags = {"file:dev": Fragment(tuple(parse_zone(OWNED, "dev.zone"))),
+             "docker:1": Fragment(tuple(parse_record_line("webdev.test. 10 IN A 198.51.100.1", "container web")))}
+    zone, warnings = Zone.build(frags)
+    assert answers(zone.lookup(Query("webdev.test", QTYPE.A))) == [("webdev.test.", "A", "198.51.100.1")]
+    assert warnings == []
+
+
 def test_same_name_from_two_sources_gives_all_addresses_once():
     one = parse_record_line("app.docker. 10 IN A 198.51.100.1", "container a")
     two = parse_record_line("app.docker. 10 IN A 198.51.100.2", "container b")
@@ -155,6 +163,14 @@ def test_same_name_from_two_sources_gives_all_addresses_once():
     zone = build(("docker:a", one), ("docker:b", two), ("docker:c", again))
     assert sorted(str(rr.rdata) for rr in zone.lookup(Query("app.docker", QTYPE.A)).answer) == [
         "198.51.100.1", "198.51.100.2"]
+
+
+def test_an_address_given_as_dnslib_rdata_and_as_parsed_text_is_one_record():
+    parsed = parse_record_line("app.docker. 10 IN AAAA 2001:db8::1", "--record")
+    built = [ZoneRecord("app.docker.", QTYPE.AAAA, 10, AAAA("2001:db8::1"), "container a")]
+    zone = build(("flags", parsed), ("docker:a", built))
+    assert answers(zone.lookup(Query("app.docker", QTYPE.AAAA))) == [("app.docker.", "AAAA", "2001:db8::1")]
+    assert len(zone.records) == 1
 
 
 def test_views_pick_the_clients_network_else_the_host_view():

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import AAAA, PTR, QTYPE, A
+from dnslib import PTR, QTYPE
 
 from ..records import ZoneRecord, normalize_name
 from ..reverse import ptr_name
@@ -208,9 +208,8 @@ def _host_view(reader: _Reader, rules: NameRules, nets: list[Attachment]) -> tup
 
 
 def _address_record(name: str, address: Address, ttl: int, origin: str, view: str | None) -> ZoneRecord:
-    if address.version == 4:
-        return ZoneRecord(name, QTYPE.A, ttl, A(str(address)), origin, view)
-    return ZoneRecord(name, QTYPE.AAAA, ttl, AAAA(str(address)), origin, view)
+    """In wire form, as zonefile addresses are (see `ZoneRecord.data`), so equal records compare equal."""
+    return ZoneRecord(name, QTYPE.A if address.version == 4 else QTYPE.AAAA, ttl, address.packed, origin, view)
 
 
 def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRecords:
