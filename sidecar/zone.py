@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR, DNSBuffer
+from dnslib import QTYPE, RCODE, RR
 
 from .outcome import Answer, Forward, Outcome, Query
 from .records import ZoneRecord, is_subdomain, normalize_name, parent_name
@@ -19,6 +19,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RRsets = dict[int, tuple[ZoneRecord, ...]]
 MAX_CNAME_CHAIN = 16
 _GLUE_TYPES = {QTYPE.MX: "label", QTYPE.SRV: "target", QTYPE.NS: "label"}
+_SOA, _CNAME = QTYPE.SOA, QTYPE.CNAME  # dnslib's QTYPE attributes are looked up in Python code
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +31,71 @@ class Fragment:
 
 
 def _unique(records: list[ZoneRecord]) -> tuple[ZoneRecord, ...]:
-    """One RRset without repeats (two sources giving the same address). Packing is the only
-    reliable equality for dnslib rdata, so it is paid only where an RRset has several records."""
+    """One RRset without repeats (two sources giving the same address), compared on the wire."""
     if len(records) == 1:
         return (records[0],)
     seen: set[bytes] = set()
     unique = []
     for rec in records:
-        buf = DNSBuffer()
-        rec.rdata.pack(buf)
-        if bytes(buf.data) not in seen:
-            seen.add(bytes(buf.data))
+        wire = rec.wire
+        if wire not in seen:
+            seen.add(wire)
             unique.append(rec)
     return tuple(unique)
+
+
+def _soas(fragments: Mapping[str, Fragment], warnings: list[str]) -> tuple[dict[str, ZoneRecord], dict[str, str]]:
+    """Each zone origin's SOA and the source owning it: the first source to give one."""
+    soa_by_origin: dict[str, ZoneRecord] = {}
+    soa_owner: dict[str, str] = {}
+    for key, fragment in fragments.items():
+        for rec in fragment.records:
+            if rec.rtype == _SOA:
+                if rec.name in soa_owner and soa_owner[rec.name] != key:
+                    warnings.append(f"{rec.origin}: zone {rec.name} already owned by "
+                                    f"{soa_by_origin[rec.name].origin}; SOA ignored")
+                    continue
+                soa_owner[rec.name] = key
+                soa_by_origin[rec.name] = rec
+    return soa_by_origin, soa_owner
+
+
+def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRecord],
+           soa_owner: Mapping[str, str], warnings: list[str]) -> dict[str, dict[str | None, dict[int, list]]]:
+    """Records by name, view and type; those a source puts inside a zone another owns dropped."""
+    owned = sorted(soa_owner, key=len, reverse=True)
+    grouped: dict[str, dict[str | None, dict[int, list]]] = {}
+    for key, fragment in fragments.items():
+        # Any name inside another source's zone ends with that zone's origin; the converse does
+        # not hold (x.a.test ends with a.test too), so a match only calls for the exact check.
+        foreign = tuple(origin for origin, owner in soa_owner.items() if owner != key)
+        for rec in fragment.records:
+            name = rec.name
+            if foreign and name.endswith(foreign):
+                origin = next((o for o in owned if is_subdomain(name, o)), None)
+                if origin is not None and soa_owner[origin] != key:
+                    warnings.append(f"{rec.origin}: {name} is inside zone {origin} owned by "
+                                    f"{soa_by_origin[origin].origin}; the zonefile wins")
+                    continue
+            if rec.rtype == _SOA and soa_by_origin.get(name) is not rec:
+                continue
+            by_view = grouped.get(name)
+            if by_view is None:
+                grouped[name] = {rec.view: {rec.rtype: [rec]}}  # most names: one record, one view
+            else:
+                by_view.setdefault(rec.view, {}).setdefault(rec.rtype, []).append(rec)
+    return grouped
+
+
+def _empty_nonterminals(nodes: Mapping[str, object]) -> frozenset[str]:
+    """Names with no records of their own but some below them (NODATA, not NXDOMAIN)."""
+    ents: set[str] = set()
+    for name in nodes:
+        parent = parent_name(name)
+        while parent is not None and parent not in nodes and parent not in ents:
+            ents.add(parent)
+            parent = parent_name(parent)
+    return frozenset(ents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,50 +121,22 @@ class Zone:
         (the zonefile wins). Identical records from two sources are kept once; different
         addresses for one name from several sources are all kept (round-robin)."""
         warnings: list[str] = []
-        soa_owner: dict[str, str] = {}
-        soa_by_origin: dict[str, ZoneRecord] = {}
-        for key, fragment in fragments.items():
-            for rec in fragment.records:
-                if rec.rtype == QTYPE.SOA:
-                    if rec.name in soa_owner and soa_owner[rec.name] != key:
-                        warnings.append(f"{rec.origin}: zone {rec.name} already owned by "
-                                        f"{soa_by_origin[rec.name].origin}; SOA ignored")
-                        continue
-                    soa_owner[rec.name] = key
-                    soa_by_origin[rec.name] = rec
-        owned = sorted(soa_owner, key=len, reverse=True)
-
-        grouped: dict[str, dict[str | None, dict[int, list[ZoneRecord]]]] = {}
-        for key, fragment in fragments.items():
-            for rec in fragment.records:
-                origin = next((o for o in owned if is_subdomain(rec.name, o)), None) if owned else None
-                if origin is not None and soa_owner[origin] != key:
-                    warnings.append(f"{rec.origin}: {rec.name} is inside zone {origin} owned by "
-                                    f"{soa_by_origin[origin].origin}; the zonefile wins")
-                    continue
-                if rec.rtype == QTYPE.SOA and soa_by_origin.get(rec.name) is not rec:
-                    continue
-                grouped.setdefault(rec.name, {}).setdefault(rec.view, {}).setdefault(rec.rtype, []).append(rec)
-        nodes = {name: {view: {t: _unique(rs) for t, rs in types.items()} for view, types in by_view.items()}
-                 for name, by_view in grouped.items()}
-        kept = [rec for by_view in nodes.values() for types in by_view.values() for rs in types.values() for rec in rs]
-        for name, by_view in nodes.items():
+        soa_by_origin, soa_owner = _soas(fragments, warnings)
+        nodes = _group(fragments, soa_by_origin, soa_owner, warnings)
+        kept: list[ZoneRecord] = []
+        for name, by_view in nodes.items():  # the lists become RRsets in place: no second copy
             for types in by_view.values():
-                if QTYPE.CNAME in types and len(types) > 1:
-                    warnings.append(f"{types[QTYPE.CNAME][0].origin}: {name} has a CNAME and other "
+                for rtype, rs in types.items():
+                    rrset = types[rtype] = _unique(rs)
+                    kept.extend(rrset)
+                if _CNAME in types and len(types) > 1:
+                    warnings.append(f"{types[_CNAME][0].origin}: {name} has a CNAME and other "
                                     "data; the CNAME is answered")
-
-        ents: set[str] = set()
-        for name in nodes:
-            parent = parent_name(name)
-            while parent is not None and parent not in nodes and parent not in ents:
-                ents.add(parent)
-                parent = parent_name(parent)
-
         networks = list({(net, view) for frag in fragments.values() for view, nets in frag.views.items()
                          for net in nets})
         networks.sort(key=lambda item: (-item[0].prefixlen, item[1]))  # most specific first, then by name
-        return cls(nodes, frozenset(ents), soa_by_origin, tuple(networks), tuple(kept), generation), warnings
+        return cls(nodes, _empty_nonterminals(nodes), soa_by_origin, tuple(networks), tuple(kept),
+                   generation), warnings
 
     # -- questions about the zone ---------------------------------------------------------
 
