@@ -1,6 +1,8 @@
 """Zonefiles and hosts files watched on disk, through the running server: atomic saves, in-place
-writes, new files in a watched directory, broken files (last good keeps serving), vanished files."""
+writes, new files in a watched directory, broken files (last good keeps serving), vanished files.
+The last test drives the loader in-process, where the garbage collector's state can be seen."""
 
+import gc
 import os
 import signal
 import time
@@ -9,6 +11,11 @@ import dns.flags
 import dns.rcode
 import pytest
 from conftest import wait_for
+from dnslib import QTYPE
+
+from sidecar.outcome import Query
+from sidecar.sources.files import FileSource
+from sidecar.store import Store
 
 ZONE = """$ORIGIN live.test.
 $TTL 60
@@ -141,3 +148,14 @@ def test_a_forwarded_name_added_to_a_zonefile_is_answered_locally(sidecar, dnsma
     atomic_save(zonedir / "moved.test.zone", ZONE.replace("live.test.", "moved.test.").format(address="192.0.2.9"))
     wait_for(lambda: address_of(server, "web.moved.test") == "192.0.2.9", what="the new local name answered")
     assert server.query("web.moved.test").flags & dns.flags.AA
+
+
+def test_loads_good_or_broken_leave_the_garbage_collector_running(zonedir):
+    """Loading pauses the collector; a file that loads and one that does not parse must each
+    resume it, or the process would never reclaim cyclic garbage again."""
+    (zonedir / "broken.test.zone").write_text("web A 192.0.2.999\n")
+    store = Store()
+    errors = FileSource(store, [zonedir], []).load()
+    assert gc.isenabled()
+    assert [(error.line, "bad A data" in error.reason) for error in errors] == [(1, True)]
+    assert str(store.zone.lookup(Query("web.live.test", QTYPE.A)).answer[0].rdata) == "192.0.2.1"

@@ -19,7 +19,7 @@ from watchdog.observers import Observer
 
 from ..errors import ZoneSyntaxError
 from ..records import ZoneRecord
-from ..store import Store
+from ..store import Store, collector_paused
 from ..zone import Fragment
 from ..zoneparse import parse_hosts, parse_zone
 
@@ -123,18 +123,19 @@ class FileSource:
             # an intent to drop every record; to clear a file, leave a comment in it.
             log.warning("%s: empty; its last records keep serving", path)
             return None
-        try:
-            records = parse_file(path, kind)
-        except ZoneSyntaxError as exc:
-            self.errors += 1
-            kept = self._store.fragment(f"file:{path}")
-            log.error("%s (%s)", exc, "last good version keeps serving" if kept else "nothing loaded from it")
-            return exc
-        except OSError as exc:
-            log.warning("%s: cannot read: %s", path, exc.strerror)
-            self._stamps.pop(path, None)
-            return None
-        self._store.put(f"file:{path}", Fragment(tuple(records)))
+        with collector_paused():  # parsing and building are one stretch of allocation
+            try:
+                records = parse_file(path, kind)
+            except ZoneSyntaxError as exc:
+                self.errors += 1
+                kept = self._store.fragment(f"file:{path}")
+                log.error("%s (%s)", exc, "last good version keeps serving" if kept else "nothing loaded from it")
+                return exc
+            except OSError as exc:
+                log.warning("%s: cannot read: %s", path, exc.strerror)
+                self._stamps.pop(path, None)
+                return None
+            self._store.put(f"file:{path}", Fragment(tuple(records)))
         self.reloads += 1
         log.info("%s: loaded %d records", path, len(records))
         return None
