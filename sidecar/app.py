@@ -9,6 +9,7 @@ import gc
 import logging
 import signal
 import socket
+import sys
 from collections.abc import Sequence
 
 from .config import Config
@@ -34,6 +35,11 @@ from .sources.files import FileSource
 from .store import Store
 
 log = logging.getLogger("sidecar")
+# The event loop lets go of the interpreter lock at every socket call, twice per UDP query. While
+# another thread is busy (a big zone being parsed and built), it then waits for the lock each
+# time, as long as this interval: at the default 5 ms, a 100k-record load at 2000 q/s left
+# queries waiting a second. At 0.1 ms they wait a few ms; with no other thread busy, nothing waits.
+SWITCH_INTERVAL_S = 0.0001
 
 
 class Sidecar:
@@ -163,6 +169,7 @@ def _event_loop_runner():
 def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
     """Serve until SIGTERM/SIGINT; the exit code for the CLI."""
     configure_logging(config.log_level, config.log_format)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers)))
     except OSError as exc:
