@@ -17,6 +17,7 @@ from .records import ZoneRecord, is_subdomain, normalize_name, parent_name
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RRsets = dict[int, tuple[ZoneRecord, ...]]
+Nodes = dict[str, dict[str | None, RRsets]]
 MAX_CNAME_CHAIN = 16
 _GLUE_TYPES = {QTYPE.MX: "label", QTYPE.SRV: "target", QTYPE.NS: "label"}
 _SOA, _CNAME = QTYPE.SOA, QTYPE.CNAME  # dnslib's QTYPE attributes are looked up in Python code
@@ -32,8 +33,6 @@ class Fragment:
 
 def _unique(records: list[ZoneRecord]) -> tuple[ZoneRecord, ...]:
     """One RRset without repeats (two sources giving the same address), compared on the wire."""
-    if len(records) == 1:
-        return (records[0],)
     seen: set[bytes] = set()
     unique = []
     for rec in records:
@@ -61,10 +60,11 @@ def _soas(fragments: Mapping[str, Fragment], warnings: list[str]) -> tuple[dict[
 
 
 def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRecord],
-           soa_owner: Mapping[str, str], warnings: list[str]) -> dict[str, dict[str | None, dict[int, list]]]:
+           soa_owner: Mapping[str, str], warnings: list[str]) -> Nodes:
     """Records by name, view and type; those a source puts inside a zone another owns dropped."""
     owned = sorted(soa_owner, key=len, reverse=True)
-    grouped: dict[str, dict[str | None, dict[int, list]]] = {}
+    nodes: Nodes = {}
+    shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
     for key, fragment in fragments.items():
         # Any name inside another source's zone ends with that zone's origin; the converse does
         # not hold (x.a.test ends with a.test too), so a match only calls for the exact check.
@@ -79,12 +79,30 @@ def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRe
                     continue
             if rec.rtype == _SOA and soa_by_origin.get(name) is not rec:
                 continue
-            by_view = grouped.get(name)
+            by_view = nodes.get(name)
             if by_view is None:
-                grouped[name] = {rec.view: {rec.rtype: [rec]}}  # most names: one record, one view
-            else:
-                by_view.setdefault(rec.view, {}).setdefault(rec.rtype, []).append(rec)
-    return grouped
+                nodes[name] = {rec.view: {rec.rtype: (rec,)}}  # most names: one record, one view
+                continue
+            single = (rec,)
+            first = by_view.setdefault(rec.view, {}).setdefault(rec.rtype, single)
+            if first is not single:
+                shared.setdefault((name, rec.view, rec.rtype), list(first)).append(rec)
+    for (name, view, rtype), records in shared.items():
+        nodes[name][view][rtype] = _unique(records)
+    return nodes
+
+
+def _kept(nodes: Nodes, warnings: list[str]) -> list[ZoneRecord]:
+    """Every record kept, in node order; a CNAME beside other data is reported."""
+    kept: list[ZoneRecord] = []
+    for name, by_view in nodes.items():
+        for types in by_view.values():
+            for rrset in types.values():
+                kept.extend(rrset)
+            if _CNAME in types and len(types) > 1:
+                warnings.append(f"{types[_CNAME][0].origin}: {name} has a CNAME and other "
+                                "data; the CNAME is answered")
+    return kept
 
 
 def _empty_nonterminals(nodes: Mapping[str, object]) -> frozenset[str]:
@@ -123,15 +141,7 @@ class Zone:
         warnings: list[str] = []
         soa_by_origin, soa_owner = _soas(fragments, warnings)
         nodes = _group(fragments, soa_by_origin, soa_owner, warnings)
-        kept: list[ZoneRecord] = []
-        for name, by_view in nodes.items():  # the lists become RRsets in place: no second copy
-            for types in by_view.values():
-                for rtype, rs in types.items():
-                    rrset = types[rtype] = _unique(rs)
-                    kept.extend(rrset)
-                if _CNAME in types and len(types) > 1:
-                    warnings.append(f"{types[_CNAME][0].origin}: {name} has a CNAME and other "
-                                    "data; the CNAME is answered")
+        kept = _kept(nodes, warnings)
         networks = list({(net, view) for frag in fragments.values() for view, nets in frag.views.items()
                          for net in nets})
         networks.sort(key=lambda item: (-item[0].prefixlen, item[1]))  # most specific first, then by name
