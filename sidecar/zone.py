@@ -71,12 +71,10 @@ def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRe
         foreign = tuple(origin for origin, owner in soa_owner.items() if owner != key)
         for rec in fragment.records:
             name = rec.name
-            if foreign and name.endswith(foreign):
-                origin = next((o for o in owned if is_subdomain(name, o)), None)
-                if origin is not None and soa_owner[origin] != key:
-                    warnings.append(f"{rec.origin}: {name} is inside zone {origin} owned by "
-                                    f"{soa_by_origin[origin].origin}; the zonefile wins")
-                    continue
+            if foreign and name.endswith(foreign) and (zone := _closest(name, owned)) and soa_owner[zone] != key:
+                warnings.append(f"{rec.origin}: {name} is inside zone {zone} owned by "
+                                f"{soa_by_origin[zone].origin}; the zonefile wins")
+                continue
             if rec.rtype == _SOA and soa_by_origin.get(name) is not rec:
                 continue
             by_view = nodes.get(name)
@@ -90,6 +88,11 @@ def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRe
     for (name, view, rtype), records in shared.items():
         nodes[name][view][rtype] = _unique(records)
     return nodes
+
+
+def _closest(name: str, origins: Sequence[str]) -> str | None:
+    """The first of `origins` (longest first) that `name` lies in."""
+    return next((origin for origin in origins if is_subdomain(name, origin)), None)
 
 
 def _kept(nodes: Nodes, warnings: list[str]) -> list[ZoneRecord]:
