@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import logging
 import signal
 import socket
@@ -83,9 +82,6 @@ class Sidecar:
             log.warning("no upstream resolver: names that are not local will get SERVFAIL")
         for endpoint in self.config.listen:
             await self._listen(endpoint)
-        # What is loaded by now (modules, the first zone) lives as long as the process: out of
-        # the collector's sight, the collections that serving triggers scan only young objects.
-        gc.freeze()
         log.info("listening on %s (UDP and TCP); %d local records; upstreams: %s",
                  ", ".join(map(str, self.bound)), len(self.store.zone.records),
                  ", ".join(map(str, self.upstreams())) or "none")

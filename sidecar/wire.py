@@ -19,7 +19,7 @@ OUR_UDP_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation on every commo
 MIN_UDP_SIZE = 512
 DO_BIT = 0x8000
 _QR, _OPCODE_MASK, _TC = 0x8000, 0x7800, 0x0200
-_OPT = int(QTYPE.OPT)
+_OPT = int(QTYPE.OPT)  # a plain int for the byte-level walks: dnslib's QTYPE lookups are slow
 # Compiled once: struct's format cache lookup costs as much as the unpacking on the hot path.
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
 _FLAGS_AND_COUNTS = struct.Struct("!HHHHH")
@@ -242,7 +242,7 @@ def _last_record_if_opt(message: bytes, records: int) -> int | None:
         pos = _skip_name(message, pos)
         rtype, _, _, rdlength = _RR_FIXED.unpack_from(message, pos)
         pos += 10 + rdlength
-    return start if records and rtype == QTYPE.OPT else None
+    return start if records and rtype == _OPT else None
 
 
 def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
@@ -256,7 +256,7 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
     for _ in range(an + ns + ar):
         pos = _skip_name(message, pos)
         rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
-        if rtype != QTYPE.OPT:
+        if rtype != _OPT:
             found.append((pos + 4, ttl))
         pos += 10 + rdlength
     return found
@@ -265,18 +265,7 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
 def smallest_ttl(message: bytes) -> int:
     """The smallest TTL of a packed message's records (OPT aside), 0 when it has none: whether
     a reply may be cached at all, read without parsing it."""
-    _, _, qd, an, ns, ar = HEADER.unpack_from(message)
-    pos = 12
-    for _ in range(qd):
-        pos = _skip_name(message, pos) + 4
-    smallest = None
-    for _ in range(an + ns + ar):
-        pos = _skip_name(message, pos)
-        rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
-        if rtype != _OPT and (smallest is None or ttl < smallest):
-            smallest = ttl
-        pos += 10 + rdlength
-    return smallest or 0
+    return min((ttl for _, ttl in ttl_offsets(message)), default=0)
 
 
 def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:

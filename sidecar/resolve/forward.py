@@ -182,7 +182,7 @@ class Forwarder:
             data = await self.exchanger.tcp(upstream, flight.question, flight.cache_key[3], remaining)
         except (TimeoutError, OSError) as exc:
             flight.failures.append(f"{upstream} over TCP: {_why(exc)}")
-            self._try_next(flight)
+            self._step(flight, self._try_next, flight)
             return
         self._step(flight, self._on_reply, flight, upstream, data)
 

@@ -162,7 +162,7 @@ class QueryHandler:
                 return True
             if outcome is not None:
                 return False  # a CNAME chain that leaves our data: the chain finishes it
-            relay = self._remember(memo_key, plain, query.key)
+            relay = self._remember(memo_key, data, plain, query.key)
         else:
             asked = self._asked(data, client, transport, relay.plain, view)
         forwarder = self.chain.forwarder
@@ -174,11 +174,11 @@ class QueryHandler:
                       lambda settled: send(self._finish(asked, self._settled(asked, settled))))
         return True
 
-    def _remember(self, memo_key: bytes, plain: PlainQuestion, qname: str) -> _Relay:
+    def _remember(self, memo_key: bytes, data: bytes, plain: PlainQuestion, qname: str) -> _Relay:
         if len(self._relays) >= MAX_RELAYS:
             self._relays.clear()  # rare and cheap: repeats rebuild it
-        qend = plain.qkey.question_end
-        question = Question(plain.qkey.key[10 : qend - 6], plain.qkey.key[qend - 6 : qend - 2])
+        qend = plain.qkey.question_end  # the question's name, then its type and class
+        question = Question(data[12 : qend - 4].lower(), data[qend - 4 : qend])
         relay = self._relays[memo_key] = _Relay(plain, (qname, plain.qtype, plain.qclass, plain.dnssec_ok), question)
         return relay
 
@@ -245,7 +245,7 @@ class QueryHandler:
             except MalformedQuery as exc:
                 return error_reply(data, exc.reply_rcode or RCODE.FORMERR)
             reply = build_reply(request, with_records(answer), asked.limit)
-        if qkey is not None and asked.view is not None and answer.cache_for != 0:
+        if qkey is not None and asked.view is not None:
             self.packets.put(qkey.key + _TRANSPORT_TAG[asked.transport] + asked.view, reply, answer.cache_for,
                              asked.generation)
         seconds = time.perf_counter() - asked.started
