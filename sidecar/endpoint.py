@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    """A tuple, not a dataclass: endpoints key the per-upstream dicts and in-flight questions of
+    the forwarding hot path, and a tuple hashes in C."""
+
     host: str
     port: int = 53
 

@@ -39,9 +39,10 @@ class Answer:
     """A final reply. `cache_for` tells the packet cache how long the packed reply may be reused
     for the same question from the same view: None until the zone changes, 0 never.
 
-    `wire`, when set, is an upstream's reply as it arrived (the record fields are then empty):
-    the server relays those bytes with only the ID, flags and question case made the client's,
-    so an uncacheable forwarded answer is never parsed or re-packed."""
+    `wire`, when set, is an upstream's reply as it arrived but for its OPT record (the record
+    fields are then empty): the server relays those bytes with only the ID, flags, question case
+    and OPT record made the client's, so an uncacheable forwarded answer is never parsed or
+    re-packed."""
 
     rcode: int = RCODE.NOERROR
     answer: tuple[RR, ...] = ()

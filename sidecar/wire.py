@@ -26,6 +26,8 @@ _FLAGS_AND_COUNTS = struct.Struct("!HHHHH")
 _SHORT = struct.Struct("!H")
 _TWO_SHORTS = struct.Struct("!HH")
 _FLAGS_AND_COUNTS_OUT = struct.Struct("!5H")
+# Our OPT record, packed once: root owner, our UDP size, no options; indexed by the DO bit.
+OUR_OPT = (b"\x00" + _RR_FIXED.pack(_OPT, OUR_UDP_SIZE, 0, 0), b"\x00" + _RR_FIXED.pack(_OPT, OUR_UDP_SIZE, DO_BIT, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,43 +208,54 @@ def with_records(answer: Answer) -> Answer:
 
 
 def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: int | None) -> bytes | None:
-    """The upstream's reply bytes made the answer to `query` (whose `question_key` the caller
-    already has): the client's ID, question bytes (its case) and RD/CD bits, the upstream's
-    records, rcode and AD bit. None when the reply is not for this exact question or its OPT
-    record cannot simply be dropped for a client without EDNS; the caller then parses and builds
-    the reply instead. Over `limit`: an empty TC reply."""
+    """The upstream's reply bytes (its OPT record already taken out by `without_opt`) made the
+    answer to `query` (whose `question_key` the caller already has): the client's ID, question
+    bytes (its case) and RD/CD bits, the upstream's records, rcode and AD bit, and our OPT record
+    if the client sent one. None when the reply is not for this exact question; the caller then
+    parses and builds the reply instead. Over `limit`: an empty TC reply."""
     if qkey is None or len(upstream) < 12:
         return None
-    upstream_qend = _skip_name(upstream, 12) + 4
-    if upstream[12:upstream_qend].lower() != query[12 : qkey.question_end].lower():
+    qend = qkey.question_end
+    # The same bytes up to the end of the client's question (case aside): the same question.
+    if upstream[12:qend].lower() != query[12:qend].lower():
         return None
     _, up_flags, _, an, ns, ar = HEADER.unpack_from(upstream)
-    body = upstream[upstream_qend:]
-    if ar and len(query) == qkey.question_end:  # the client sent no OPT: it must get none
-        opt = _last_record_if_opt(upstream, an + ns + ar)
-        if opt is None or ar != 1:
-            return None
-        body = upstream[upstream_qend:opt]
-        ar = 0
+    opt = b""
+    if len(query) > qend:  # a plain query holds nothing after its question but its OPT record
+        opt = OUR_OPT[query[qend + 7] >> 7]
+        ar += 1
     client_flags = _SHORT.unpack_from(query, 2)[0]
     flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080 | (up_flags & 0x0020) | (up_flags & 0xF)
-    reply = query[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, an, ns, ar) + query[12 : qkey.question_end] + body
+    reply = query[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, an, ns, ar) + query[12:qend] + upstream[qend:] + opt
     if limit is not None and len(reply) > limit:
         return truncated_reply(query)
     return reply
 
 
-def _last_record_if_opt(message: bytes, records: int) -> int | None:
-    """Where the last record starts, if it is an OPT record."""
-    pos = _skip_name(message, 12) + 4
-    start = pos
-    rtype = 0
-    for _ in range(records):
+def without_opt(message: bytes) -> tuple[bytes, int]:
+    """A packed reply with its OPT record taken out (ARCOUNT lowered to match), and the smallest
+    TTL of the records left (0 when none), in one walk: what relaying an upstream's reply needs.
+    Its OPT answered our EDNS, not the client's: `relay_reply` gives the client ours."""
+    _, _, qd, an, ns, ar = HEADER.unpack_from(message)
+    pos = 12
+    for _ in range(qd):
+        pos = _skip_name(message, pos) + 4
+    smallest = -1
+    opt_start = opt_end = 0
+    for _ in range(an + ns + ar):
         start = pos
         pos = _skip_name(message, pos)
-        rtype, _, _, rdlength = _RR_FIXED.unpack_from(message, pos)
+        rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
         pos += 10 + rdlength
-    return start if records and rtype == _OPT else None
+        if rtype == _OPT:
+            opt_start, opt_end = start, pos
+        elif ttl < smallest or smallest < 0:
+            smallest = ttl
+    if pos > len(message):
+        raise IndexError("record data runs past the end of the message")
+    if opt_end:
+        message = message[:10] + _SHORT.pack(ar - 1) + message[12:opt_start] + message[opt_end:]
+    return message, max(smallest, 0)
 
 
 def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
@@ -260,12 +273,6 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
             found.append((pos + 4, ttl))
         pos += 10 + rdlength
     return found
-
-
-def smallest_ttl(message: bytes) -> int:
-    """The smallest TTL of a packed message's records (OPT aside), 0 when it has none: whether
-    a reply may be cached at all, read without parsing it."""
-    return min((ttl for _, ttl in ttl_offsets(message)), default=0)
 
 
 def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:

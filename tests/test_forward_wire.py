@@ -192,7 +192,7 @@ def test_a_bug_while_handling_a_reply_costs_that_question_only(scripted, monkeyp
     upstream = scripted(lambda q, addr, sock: sock.sendto(answer_a(q).to_wire(), addr))
 
     async def ask(fwd: Forwarder) -> Answer:
-        monkeypatch.setattr(fwd, "_answer", lambda data: 1 / 0)
+        monkeypatch.setattr(fwd, "_on_reply", lambda flight, upstream, data: 1 / 0)
         with pytest.raises(UpstreamError, match="internal error"):
             await fwd.resolve(Query("bug.test.", QTYPE.A))
         monkeypatch.undo()
@@ -201,3 +201,19 @@ def test_a_bug_while_handling_a_reply_costs_that_question_only(scripted, monkeyp
     answer = with_forwarder(ask, upstream.endpoint)
     assert [str(rr.rdata) for rr in answer.answer] == ["192.0.2.1"]
     assert "forwarding bug.test. failed" in caplog.text and "ZeroDivisionError" in caplog.text
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_uncacheable_answer_is_relayed_with_our_opt_only_to_a_client_that_sent_one(dnsmasq, sidecar, tcp) -> None:
+    """A TTL-0 answer is relayed as bytes, not rebuilt: the upstream's OPT (its own size, here
+    4096) must not reach the client; a client with EDNS gets ours, one without gets none."""
+    upstream = dnsmasq("127.0.0.2", ["--address=/zero.test/192.0.2.7", "--edns-packet-max=4096"], ttl=0)
+    server = sidecar("--upstream", f"{upstream.host}:{upstream.port}")
+    for _ in range(2):  # the first relay and the remembered one
+        with_edns = server.query("Web.Zero.Test", tcp=tcp, use_edns=0, payload=4096, want_dnssec=True)
+        assert [(rrset.ttl, rrset[0].to_text()) for rrset in with_edns.answer] == [(0, "192.0.2.7")]
+        assert str(with_edns.question[0].name) == "Web.Zero.Test."
+        assert (with_edns.edns, with_edns.payload, bool(with_edns.ednsflags & dns.flags.DO)) == (0, 1232, True)
+        plain = server.query("web.zero.test", tcp=tcp)
+        assert [(rrset.ttl, rrset[0].to_text()) for rrset in plain.answer] == [(0, "192.0.2.7")]
+        assert plain.edns == -1 and not plain.additional

@@ -90,6 +90,16 @@ def test_uncacheable_reply_is_not_kept():
     assert cache.answer(query, SUFFIX, 1) is None
 
 
+def test_a_query_that_missed_hits_once_its_answer_is_kept():
+    """A miss remembers the query's normalized key, never the miss itself."""
+    cache = PacketCache()
+    query = make_query("Web.Dev.Test.", qid=9)
+    assert cache.answer(query, SUFFIX, 1) is None
+    assert cache.answer(query, SUFFIX, 1) is None
+    store(cache, make_query("web.dev.test."), 60)
+    assert dns.message.from_wire(cache.answer(query, SUFFIX, 1)).id == 9
+
+
 def test_edns_cookie_does_not_split_the_cache_but_do_bit_does():
     cache = PacketCache()
     store(cache, make_query(use_edns=0, payload=1232), None)
@@ -106,4 +116,4 @@ def test_exact_memo_is_bounded():
     for qid in range(10):
         name = "".join(c.upper() if qid >> i & 1 else c for i, c in enumerate("web.dev.test."))
         assert dns.message.from_wire(cache.answer(make_query(name, qid=qid), SUFFIX, 1)).id == qid
-    assert len(cache._seen) <= 3
+    assert len(cache._seen) <= 3 and len(cache._keys) <= 3

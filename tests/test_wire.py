@@ -14,8 +14,8 @@ from sidecar.wire import (
     plain_question,
     question_key,
     relay_reply,
-    smallest_ttl,
     udp_limit,
+    without_opt,
 )
 
 
@@ -97,27 +97,29 @@ def upstream_reply(name: str, qtype: str = "A", edns: bool = True, ttl: int = 0,
 
 
 def relay(upstream: bytes, query: bytes, limit: int) -> bytes | None:
-    return relay_reply(upstream, query, question_key(query), limit)
+    return relay_reply(without_opt(upstream)[0], query, question_key(query), limit)
 
 
-def test_relayed_reply_takes_the_clients_id_case_and_flags():
-    query = packed_query("WeB.Fwd.TEST", edns=1232)
+def test_relayed_reply_takes_the_clients_id_case_and_flags_and_our_opt():
+    query = packed_query("WeB.Fwd.TEST", edns=4096, do=True)
     relayed = DNSRecord.parse(relay(upstream_reply("web.fwd.test"), query, 1232))
     assert relayed.header.id == DNSRecord.parse(query).header.id
     assert str(relayed.q.qname) == "WeB.Fwd.TEST."
     assert (relayed.header.qr, relayed.header.rd, relayed.header.ra, relayed.header.aa, relayed.header.ad) == (
         1, 1, 1, 0, 1)  # ours is never authoritative for a relayed answer; AD is the upstream's word
     assert [str(rr.rdata) for rr in relayed.rr] == ["192.0.2.1"]
-    assert [rr.rtype for rr in relayed.ar] == [QTYPE.OPT]
+    [opt] = relayed.ar
+    assert (opt.rtype, opt.rclass, opt.ttl) == (QTYPE.OPT, 1232, 0x8000)  # our size, the client's DO bit
 
 
-def test_relayed_reply_drops_opt_for_a_client_without_edns():
+def test_relayed_reply_has_no_opt_for_a_client_without_edns():
     relayed = DNSRecord.parse(relay(upstream_reply("web.fwd.test"), packed_query("web.fwd.test"), 512))
     assert relayed.ar == [] and [str(rr.rdata) for rr in relayed.rr] == ["192.0.2.1"]
 
 
 def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big():
     assert relay(upstream_reply("other.fwd.test"), packed_query("web.fwd.test"), 512) is None
+    assert relay(upstream_reply("web.fwd.tes"), packed_query("web.fwd.test"), 512) is None
     big = relay(upstream_reply("web.fwd.test", count=40), packed_query("web.fwd.test"), 512)
     reply = DNSRecord.parse(big)
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.fwd.test."
@@ -132,10 +134,21 @@ def test_plain_question_reads_what_the_slow_path_needs_without_dnslib():
     assert plain_question(dotted) is None  # left to the full parser, which answers FORMERR
 
 
-@pytest.mark.parametrize(("ttls", "expected"), [((300, 60, 3600), 60), ((300, 0), 0), ((), 0)])
-def test_smallest_ttl_reads_every_record_but_opt(ttls, expected) -> None:
+@pytest.mark.parametrize(("ttls", "expected"), [((300, 60, 3600), 60), ((300, 0), 0), ((), 7200)])
+def test_without_opt_takes_the_opt_out_and_reads_the_smallest_ttl_of_the_rest(ttls, expected) -> None:
     reply = DNSRecord.question("ttl.test.").reply()
     for i, ttl in enumerate(ttls):
         reply.add_answer(RR("ttl.test.", QTYPE.A, rdata=A(f"192.0.2.{i + 1}"), ttl=ttl))
     reply.add_ar(EDNS0(udp_len=1232))  # OPT's "TTL" field holds flags, never a TTL
-    assert smallest_ttl(bytes(reply.pack())) == expected
+    reply.add_ar(RR("ns.ttl.test.", QTYPE.A, rdata=A("192.0.2.53"), ttl=7200))  # an OPT need not be last
+    stripped, smallest = without_opt(bytes(reply.pack()))
+    assert smallest == expected
+    parsed = DNSRecord.parse(stripped)
+    assert [rr.rtype for rr in parsed.ar] == [QTYPE.A] and len(parsed.rr) == len(ttls)
+
+
+def test_without_opt_rejects_a_record_running_past_the_end():
+    reply = bytes(DNSRecord.question("ttl.test.").reply().pack())
+    record = b"\xc0\x0c" + struct.pack("!HHIH", QTYPE.A, 1, 60, 4) + b"\xc0\x00"  # 2 of 4 rdata bytes
+    with pytest.raises(IndexError):
+        without_opt(reply[:7] + b"\x01" + reply[8:] + record)

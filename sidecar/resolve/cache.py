@@ -116,9 +116,7 @@ class AnswerCache:
         """Keep `answer` if cacheable; return it with TTLs clamped to --min-ttl/--max-ttl (the SOA
         of a negative answer showing the negative TTL) and `cache_for` set to how long it may
         live."""
-        self._failures.pop(key, None)
-        if answer.wire is not None:
-            return answer  # kept as bytes because it arrived uncacheable (Forwarder._answer)
+        self.forget_failure(key)
         ttl = answer_ttl(answer)
         if ttl is None:
             return replace(answer, cache_for=0)
@@ -140,6 +138,10 @@ class AnswerCache:
         self._failures.move_to_end(key)
         while len(self._failures) > self.max_entries:
             self._failures.popitem(last=False)
+
+    def forget_failure(self, key: CacheKey) -> None:
+        """An upstream answered `key`: a failure remembered for it no longer holds."""
+        self._failures.pop(key, None)
 
     def failure(self, key: CacheKey) -> str | None:
         """Why `key` failed a moment ago, or None."""

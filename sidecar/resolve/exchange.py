@@ -3,7 +3,7 @@ pass: a reply counts only when it arrives from the upstream's address (connected
 the ID we chose at random and with our exact question.
 
 UDP is callback-driven, because it is the forwarding hot path: `send_udp` writes the question on
-a pooled socket and arms one timer; the loop reads the socket itself (`add_reader`, no transport
+a pooled socket; the loop reads the socket itself (`add_reader`, no transport
 object) and hands the reply, or the error, to the caller's callback. No task, future or
 `wait_for` per question: together they cost more than the two system calls.
 
@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from dnslib import DNSLabel
 
 from ..endpoint import Endpoint
-from ..wire import DO_BIT, HEADER, OUR_UDP_SIZE, frame
+from ..wire import HEADER, OUR_OPT, frame
 
 POOL_SIZE = 4
 ROTATE_AFTER = 5_000
 ROTATE_SECONDS = 60.0
+SWEEP_SECONDS = 0.05
 TCP_IDLE_SECONDS = 10.0
 MAX_REPLY = 65535
 _RD = 0x0100
@@ -66,8 +67,7 @@ class Question:
     def request(self, qid: int, dnssec_ok: bool) -> bytes:
         """A recursive query with EDNS (our UDP size, DO as the client asked, no options: no
         client subnet is ever added)."""
-        opt = b"\x00" + struct.pack("!HHIH", 41, OUR_UDP_SIZE, DO_BIT if dnssec_ok else 0, 0)
-        return HEADER.pack(qid, _RD, 1, 0, 0, 1) + self.name + self.tail + opt
+        return HEADER.pack(qid, _RD, 1, 0, 0, 1) + self.name + self.tail + OUR_OPT[dnssec_ok]
 
     def answers(self, reply: bytes) -> bool:
         """Whether `reply` is a response whose single question is this one (case aside)."""
@@ -98,15 +98,15 @@ class QueryIds:
                 return qid
 
 
-@dataclass(slots=True)
-class _Waiting:
-    question: Question
-    done: Done
-    timer: asyncio.TimerHandle
+Waiting = tuple[Question, Done, float]  # the question, who gets the outcome, its deadline (loop time)
 
 
 class _UdpSocket:
-    """One connected, non-blocking socket and the questions waiting on it, by ID."""
+    """One connected, non-blocking socket and the questions waiting on it, by ID.
+
+    Timeouts are found by a sweep every `SWEEP_SECONDS` while anything waits, not by a timer per
+    question: arming and cancelling a timer would cost more per question than the whole sweep. A
+    timeout therefore fires up to `SWEEP_SECONDS` late; with nothing waiting, no timer runs."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, upstream: Endpoint) -> None:
         family = socket.AF_INET6 if ":" in upstream.host else socket.AF_INET
@@ -119,20 +119,24 @@ class _UdpSocket:
             raise
         self._sock = sock
         self._loop = loop
-        self.pending: dict[int, _Waiting] = {}
+        self.pending: dict[int, Waiting] = {}
         self.sent = 0
-        self.born = time.monotonic()
+        self.born = loop.time()
         self.retired = False
+        self._sweep_timer: asyncio.TimerHandle | None = None
         loop.add_reader(sock.fileno(), self._readable)
 
-    def send(self, qid: int, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
+    def send(self, qid: int, question: Question, dnssec_ok: bool, deadline: float, done: Done) -> None:
         """Raises OSError when the kernel refuses the datagram at once."""
         self._sock.send(question.request(qid, dnssec_ok))
         self.sent += 1
-        self.pending[qid] = _Waiting(question, done, self._loop.call_later(timeout, self._expire, qid))
+        self.pending[qid] = (question, done, deadline)
+        if self._sweep_timer is None:
+            self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _readable(self) -> None:
         recv = self._sock.recv
+        pending = self.pending
         while True:
             try:
                 data = recv(MAX_REPLY)
@@ -146,28 +150,30 @@ class _UdpSocket:
             if len(data) < 12:
                 continue
             qid = int.from_bytes(data[:2], "big")
-            waiting = self.pending.get(qid)
-            if waiting is not None and waiting.question.answers(data):
-                del self.pending[qid]
-                waiting.timer.cancel()
-                self._close_if_idle()
-                waiting.done(data)
+            waiting = pending.get(qid)
+            if waiting is not None and waiting[0].answers(data):
+                del pending[qid]
+                if self.retired:
+                    self._close_if_idle()
+                waiting[1](data)
 
-    def _expire(self, qid: int) -> None:
-        waiting = self.pending.pop(qid, None)
-        if waiting is not None:
-            self._close_if_idle()
-            waiting.done(TimeoutError())
+    def _sweep(self) -> None:
+        """Time out every question past its deadline; come back while any still waits."""
+        self._sweep_timer = None
+        now = self._loop.time()
+        expired = [qid for qid, waiting in self.pending.items() if waiting[2] <= now]
+        for qid in expired:
+            waiting = self.pending.pop(qid)
+            waiting[1](TimeoutError())
+        if self.pending and self._sweep_timer is None and self._sock.fileno() != -1:
+            self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
+        self._close_if_idle()
 
     def _fail_all(self, exc: Exception) -> None:
         pending, self.pending = self.pending, {}
         self._close_if_idle()
         for waiting in pending.values():
-            waiting.timer.cancel()
-            waiting.done(exc)
-
-    def worn_out(self) -> bool:
-        return self.sent >= ROTATE_AFTER or time.monotonic() - self.born >= ROTATE_SECONDS
+            waiting[1](exc)
 
     def retire(self) -> None:
         """Take no new questions; close once the last one waiting is done."""
@@ -179,6 +185,9 @@ class _UdpSocket:
             self.close()
 
     def close(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         if self._sock.fileno() != -1:
             self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
@@ -187,7 +196,8 @@ class _UdpSocket:
 
 
 class _UdpPool:
-    def __init__(self, upstream: Endpoint, ids: QueryIds) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, upstream: Endpoint, ids: QueryIds) -> None:
+        self._loop = loop
         self._upstream = upstream
         self._ids = ids
         self._slots: list[_UdpSocket | None] = [None] * POOL_SIZE
@@ -196,12 +206,13 @@ class _UdpPool:
     def send(self, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
         index = self._next = (self._next + 1) % POOL_SIZE
         sock = self._slots[index]
-        if sock is not None and sock.worn_out():
+        now = self._loop.time()
+        if sock is not None and (sock.sent >= ROTATE_AFTER or now - sock.born >= ROTATE_SECONDS):
             sock.retire()
             sock = None
         if sock is None:
-            sock = self._slots[index] = _UdpSocket(asyncio.get_running_loop(), self._upstream)
-        sock.send(self._ids.new(sock.pending), question, dnssec_ok, timeout, done)
+            sock = self._slots[index] = _UdpSocket(self._loop, self._upstream)
+        sock.send(self._ids.new(sock.pending), question, dnssec_ok, now + timeout, done)
 
     def close(self) -> None:
         for sock in self._slots:
@@ -324,11 +335,11 @@ class Exchanger:
     def send_udp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float,
                  done: Done) -> None:
         """Ask over UDP; `done` gets the reply bytes, or the error (TimeoutError after `timeout`
-        seconds, an OSError from the socket), exactly once and never before this returns. Raises
-        OSError when the question cannot be sent at all."""
+        seconds, up to `SWEEP_SECONDS` late; an OSError from the socket), exactly once and never
+        before this returns. Raises OSError when the question cannot be sent at all."""
         pool = self._udp.get(upstream)
         if pool is None:
-            pool = self._udp[upstream] = _UdpPool(upstream, self._ids)
+            pool = self._udp[upstream] = _UdpPool(asyncio.get_running_loop(), upstream, self._ids)
         pool.send(question, dnssec_ok, timeout, done)
 
     async def udp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float) -> bytes:

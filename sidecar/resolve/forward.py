@@ -5,13 +5,15 @@ answer) before it gives up on us. Identical questions in flight share one upstre
 
 Each question upstream is a `_Flight` moved along by callbacks (reply, timeout, error), not a
 coroutine: the UDP listener relays a plain query with no task at all (`ask`), and `resolve` wraps
-the same machinery in one future for the resolver chain."""
+the same machinery in one future for the resolver chain. A reply that cannot be cached (TTL 0)
+settles as its bytes, with no `Answer` built around it: the listener relays them as they are."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import struct
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +23,7 @@ from ..endpoint import Endpoint, parse_endpoint
 from ..errors import UpstreamError
 from ..outcome import Answer, Query
 from ..records import normalize_name
-from ..wire import answer_from_reply, smallest_ttl
+from ..wire import answer_from_reply, without_opt
 from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
 from .exchange import Exchanger, Outcome, Question
@@ -30,12 +32,12 @@ from .health import Health
 log = logging.getLogger(__name__)
 
 BUDGET_FACTOR = 1.5
-_TC = 0x0200
+_TC = 0x02  # in the second byte of the header
 _PROBE = Question.of(".", QTYPE.NS, 1)
 _PARSE_ERRORS = (DNSError, ValueError, IndexError, UnicodeError, struct.error)
 _TRY_ANOTHER = frozenset((RCODE.SERVFAIL, RCODE.REFUSED))  # plain ints: dnslib's RCODE lookups are slow
 
-Settled = Answer | UpstreamError
+Settled = Answer | bytes | UpstreamError  # bytes: an upstream reply to relay (`without_opt`), never cached
 Waiter = Callable[[Settled], None]
 FlightKey = tuple[CacheKey, tuple[Endpoint, ...]]
 
@@ -50,16 +52,13 @@ class _Flight:
     order), when its budget runs out, and why each upstream failed so far."""
 
     key: FlightKey
+    cache_key: CacheKey
     question: Question
     order: Sequence[Endpoint]
-    deadline: float
+    deadline: float  # time.monotonic()
     waiters: list[Waiter]
     tried: int = 0
     failures: list[str] = field(default_factory=list)
-
-    @property
-    def cache_key(self) -> CacheKey:
-        return self.key[0]
 
 
 class Forwarder:
@@ -94,6 +93,8 @@ class Forwarder:
         settled = await future
         if isinstance(settled, UpstreamError):
             raise UpstreamError(str(settled), settled.repeated)
+        if isinstance(settled, bytes):
+            return Answer(rcode=settled[3] & 0xF, source="forward", wire=settled)
         return settled
 
     def targets(self, qname: str, named: Sequence[str] = ()) -> tuple[Endpoint, ...]:
@@ -108,9 +109,10 @@ class Forwarder:
         return tuple(self._upstreams()) if ruled is None else ruled
 
     def ask(self, key: CacheKey, targets: tuple[Endpoint, ...], question: Question, waiter: Waiter) -> None:
-        """Ask `targets` for `question` (the cache already missed); `waiter` gets the Answer or
-        the UpstreamError, exactly once, possibly before this returns. A question that failed a
-        moment ago is not asked again: it gets a stale answer or the remembered failure."""
+        """Ask `targets` for `question` (the cache already missed); `waiter` gets the Answer, the
+        reply bytes or the UpstreamError, exactly once, possibly before this returns. A question
+        that failed a moment ago is not asked again: it gets a stale answer or the remembered
+        failure."""
         flight_key = (key, targets)
         flight = self._inflight.get(flight_key)
         if flight is not None:
@@ -122,15 +124,15 @@ class Forwarder:
         if reason is not None:
             waiter(self._stale_or(key, UpstreamError(reason, repeated=True)))
             return
-        deadline = asyncio.get_running_loop().time() + self.timeout * BUDGET_FACTOR
-        flight = self._inflight[flight_key] = _Flight(flight_key, question, self.health.order(targets),
+        deadline = time.monotonic() + self.timeout * BUDGET_FACTOR
+        flight = self._inflight[flight_key] = _Flight(flight_key, key, question, self.health.order(targets),
                                                       deadline, [waiter])
         self._try_next(flight)
 
     def _try_next(self, flight: _Flight) -> None:
         """Send the flight to the next upstream, or give up when none (or no time) is left."""
         while flight.tried < len(flight.order):
-            remaining = min(self.timeout, flight.deadline - asyncio.get_running_loop().time())
+            remaining = min(self.timeout, flight.deadline - time.monotonic())
             if remaining <= 0:
                 flight.failures.append("out of time")
                 break
@@ -138,8 +140,7 @@ class Forwarder:
             flight.tried += 1
             try:
                 self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3], remaining,
-                                        lambda outcome, upstream=upstream: self._step(
-                                            flight, self._on_udp, flight, upstream, outcome))
+                                        lambda outcome, upstream=upstream: self._on_udp(flight, upstream, outcome))
                 return
             except OSError as exc:
                 self._upstream_failed(flight, upstream, exc)
@@ -152,52 +153,64 @@ class Forwarder:
         self.health.failed(upstream, _why(exc))
         flight.failures.append(f"{upstream}: {_why(exc)}")
 
-    def _step(self, flight: _Flight, step: Callable[..., None], *args: object) -> None:
-        """Run one step of `flight`: a bug in it costs this question (SERVFAIL, logged), never the
-        socket reader that called it nor the other questions."""
-        try:
-            step(*args)
-        except Exception as exc:
-            log.exception("forwarding %s failed", flight.cache_key[0])
-            if self._inflight.get(flight.key) is flight:
-                self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
+    def _crashed(self, flight: _Flight, exc: Exception) -> None:
+        """A bug in a step of `flight` costs this question (SERVFAIL, logged), never the socket
+        reader that called the step nor the other questions."""
+        log.error("forwarding %s failed", flight.cache_key[0], exc_info=exc)
+        if self._inflight.get(flight.key) is flight:
+            self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
 
     def _on_udp(self, flight: _Flight, upstream: Endpoint, outcome: Outcome) -> None:
-        if isinstance(outcome, Exception):
-            self._upstream_failed(flight, upstream, outcome)
-            self._try_next(flight)
-            return
-        self.health.answered(upstream)
-        if (outcome[2] << 8) & _TC:
-            leg = asyncio.get_running_loop().create_task(self._over_tcp(flight, upstream))
-            self._tcp_legs.add(leg)
-            leg.add_done_callback(self._tcp_legs.discard)
-            return
-        self._on_reply(flight, upstream, outcome)
+        try:
+            if isinstance(outcome, Exception):
+                self._upstream_failed(flight, upstream, outcome)
+                self._try_next(flight)
+                return
+            self.health.answered(upstream)
+            if outcome[2] & _TC:
+                leg = asyncio.get_running_loop().create_task(self._over_tcp(flight, upstream))
+                self._tcp_legs.add(leg)
+                leg.add_done_callback(self._tcp_legs.discard)
+                return
+            self._on_reply(flight, upstream, outcome)
+        except Exception as exc:
+            self._crashed(flight, exc)
 
     async def _over_tcp(self, flight: _Flight, upstream: Endpoint) -> None:
         """A truncated UDP reply: the same question to the same upstream over TCP."""
-        remaining = max(0.1, flight.deadline - asyncio.get_running_loop().time())
+        remaining = max(0.1, flight.deadline - time.monotonic())
         try:
             data = await self.exchanger.tcp(upstream, flight.question, flight.cache_key[3], remaining)
         except (TimeoutError, OSError) as exc:
             flight.failures.append(f"{upstream} over TCP: {_why(exc)}")
-            self._step(flight, self._try_next, flight)
-            return
-        self._step(flight, self._on_reply, flight, upstream, data)
+            data = None
+        try:
+            if data is None:
+                self._try_next(flight)
+            else:
+                self._on_reply(flight, upstream, data)
+        except Exception as exc:
+            self._crashed(flight, exc)
 
     def _on_reply(self, flight: _Flight, upstream: Endpoint, data: bytes) -> None:
+        rcode = data[3] & 0xF
+        if rcode in _TRY_ANOTHER:
+            flight.failures.append(f"{upstream}: {RCODE.get(rcode)}")
+            self._try_next(flight)
+            return
         try:
-            answer = self._answer(data)
+            relayed, smallest_ttl = without_opt(data)
+            # Nothing to cache (TTL 0): relayed as it arrived, never parsed (two dnslib passes spared).
+            answer = None if self.cache.min_ttl == 0 and not smallest_ttl else answer_from_reply(data)
         except _PARSE_ERRORS as exc:
             flight.failures.append(f"{upstream}: unparseable reply ({exc})")
             self._try_next(flight)
             return
-        if answer.rcode in _TRY_ANOTHER:
-            flight.failures.append(f"{upstream}: {RCODE.get(answer.rcode)}")
-            self._try_next(flight)
-            return
-        self._settle(flight, self.cache.put(flight.cache_key, answer))
+        if answer is None:
+            self.cache.forget_failure(flight.cache_key)
+            self._settle(flight, relayed)
+        else:
+            self._settle(flight, self.cache.put(flight.cache_key, answer))
 
     def _settle(self, flight: _Flight, settled: Settled) -> None:
         del self._inflight[flight.key]
@@ -215,14 +228,6 @@ class Forwarder:
         log.log(logging.DEBUG if error.repeated else logging.INFO, "serving stale %s %s: %s", key[0],
                 QTYPE.get(key[1]), error)
         return stale
-
-    def _answer(self, data: bytes) -> Answer:
-        """The reply as an Answer: parsed when the cache will keep it, else left as bytes to be
-        relayed (TTL 0, or nothing to cache), which spares two dnslib passes per query."""
-        rcode = data[3] & 0xF
-        if self.cache.min_ttl == 0 and rcode not in _TRY_ANOTHER and not smallest_ttl(data):
-            return Answer(rcode=rcode, source="forward", wire=data)
-        return answer_from_reply(data)
 
     async def _probe(self, upstream: Endpoint) -> None:
         await self.exchanger.udp(upstream, _PROBE, False, self.timeout)

@@ -227,32 +227,38 @@ class QueryHandler:
                       client, transport, view, self.store.zone.generation, time.perf_counter())
 
     @staticmethod
-    def _settled(asked: _Asked, settled: Answer | UpstreamError) -> Answer:
-        if isinstance(settled, Answer):
+    def _settled(asked: _Asked, settled: Answer | bytes | UpstreamError) -> Answer | bytes:
+        if not isinstance(settled, UpstreamError):
             return settled
         log.log(logging.DEBUG if settled.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", asked.name,
                 type_name(asked.qtype), settled)
         return SERVFAIL
 
-    def _finish(self, asked: _Asked, answer: Answer) -> bytes | None:
+    def _finish(self, asked: _Asked, answer: Answer | bytes) -> bytes | None:
         """The reply bytes for `answer` (relayed as the upstream sent them when possible, else
-        built), kept in the packet cache, counted and logged."""
+        built), kept in the packet cache, counted and logged. Bare bytes are an upstream reply
+        that may not be cached."""
+        if isinstance(answer, bytes):
+            wire, rcode, source, cache_for = answer, answer[3] & 0xF, "forward", 0
+        else:
+            wire, rcode, source, cache_for = answer.wire, answer.rcode, answer.source, answer.cache_for
         data, qkey = asked.data, asked.qkey
-        reply = relay_reply(answer.wire, data, qkey, asked.limit) if answer.wire is not None else None
+        reply = relay_reply(wire, data, qkey, asked.limit) if wire is not None else None
         if reply is None:  # a local answer, or relayed bytes that do not fit this client as they are
             try:
                 request = asked.request or parse_query(data)
             except MalformedQuery as exc:
                 return error_reply(data, exc.reply_rcode or RCODE.FORMERR)
+            if isinstance(answer, bytes):
+                answer = Answer(rcode=rcode, source=source, wire=wire)
             reply = build_reply(request, with_records(answer), asked.limit)
-        if qkey is not None and asked.view is not None:
-            self.packets.put(qkey.key + _TRANSPORT_TAG[asked.transport] + asked.view, reply, answer.cache_for,
+        if cache_for != 0 and qkey is not None and asked.view is not None:
+            self.packets.put(qkey.key + _TRANSPORT_TAG[asked.transport] + asked.view, reply, cache_for,
                              asked.generation)
         seconds = time.perf_counter() - asked.started
-        self.metrics.answered(asked.transport, answer.rcode, answer.source, asked.view or b"", seconds)
+        self.metrics.answered(asked.transport, rcode, source, asked.view or b"", seconds)
         if self.query_log is not None:
-            self.query_log.answered(asked.client, asked.transport, asked.name, asked.qtype, answer.rcode,
-                                    answer.source, seconds)
+            self.query_log.answered(asked.client, asked.transport, asked.name, asked.qtype, rcode, source, seconds)
         return reply
 
     def _stranger(self, query: Query) -> Answer:

@@ -1,10 +1,12 @@
 """Packed replies keyed by normalized query bytes plus the client's view: the fast path.
 
-Two dicts. `_entries` holds one packed reply per normalized question (ID dropped, name case
+Three dicts. `_entries` holds one packed reply per normalized question (ID dropped, name case
 folded, EDNS reduced to size and DO bit, transport and view added). `_seen` remembers, per exact
 query as it arrived (minus its ID), which entry answered it and the reply already made that
 asker's own (its question case, TTLs aged to the current second). A repeat query, the common case,
 then costs one slice, one dict lookup, two checks and one concatenation: no parsing at all.
+`_keys` remembers the normalized key of each exact query looked up, so a repeat that misses (an
+answer that may not be cached) is not parsed again either.
 
 Entries carry the zone generation they were built from, so any zone swap retires them all at
 once; forwarded entries also expire with their TTL and have their TTLs counted down on the way out."""
@@ -15,9 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..wire import count_down, patch_reply, question_key, ttl_offsets
+from ..wire import QuestionKey, count_down, patch_reply, question_key, ttl_offsets
 
 FOREVER = float("inf")
+_UNKNOWN = QuestionKey(b"", 0)  # not looked up yet (None: looked up, not a plain query)
 
 
 @dataclass(slots=True)
@@ -44,6 +47,7 @@ class PacketCache:
     def __init__(self, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[bytes, _Packed] = {}
         self._seen: dict[bytes, _Seen] = {}
+        self._keys: dict[bytes, QuestionKey | None] = {}
         self.max_entries = max_entries
         self._clock = clock
         self.hits = 0
@@ -54,17 +58,22 @@ class PacketCache:
     def answer(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
         """The reply to `query` (asked over the transport and from the view that `suffix` names),
         ready to send; None when it must take the slow path."""
-        seen = self._seen.get(query[2:] + suffix)
+        exact = query[2:] + suffix
+        seen = self._seen.get(exact)
         if seen is None or seen.entry.generation != generation:
-            return self._sight(query, suffix, generation)
+            return self._sight(query, exact, suffix, generation)
         if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:
-            return self._sight(query, suffix, generation)  # a second went by: age the TTLs, or expire
+            return self._sight(query, exact, suffix, generation)  # a second went by: age the TTLs, or expire
         self.hits += 1
         return query[:2] + seen.tail
 
-    def _sight(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
+    def _sight(self, query: bytes, exact: bytes, suffix: bytes, generation: int) -> bytes | None:
         """Look `query` up by its normalized key and remember the ready reply for its exact bytes."""
-        qkey = question_key(query)
+        qkey = self._keys.get(exact, _UNKNOWN)
+        if qkey is _UNKNOWN:
+            if len(self._keys) >= self.max_entries:
+                self._keys.clear()
+            qkey = self._keys[exact] = question_key(query)
         if qkey is None:
             return None
         key = qkey.key + suffix
@@ -84,8 +93,8 @@ class PacketCache:
             renew_at = min(entry.stored_at + age + 1, entry.expires_at)
         if len(self._seen) >= self.max_entries:
             self._seen.clear()  # cheap and rare: the next queries rebuild it from `_entries`
-        seen = _Seen(entry, qkey.question_end, renew_at, _tail(entry, query, qkey.question_end, age))
-        self._seen[query[2:] + suffix] = seen
+        seen = self._seen[exact] = _Seen(entry, qkey.question_end, renew_at,
+                                         _tail(entry, query, qkey.question_end, age))
         self.hits += 1
         return query[:2] + seen.tail
 
