@@ -200,7 +200,7 @@ class Forwarder:
             return
         try:
             relayed, smallest_ttl = without_opt(data)
-            # Nothing to cache (TTL 0): relayed as it arrived, never parsed (two dnslib passes spared).
+            # Nothing to cache (TTL 0): relayed as bytes, never parsed (two dnslib passes spared).
             answer = None if self.cache.min_ttl == 0 and not smallest_ttl else answer_from_reply(data)
         except _PARSE_ERRORS as exc:
             flight.failures.append(f"{upstream}: unparseable reply ({exc})")
