@@ -7,6 +7,7 @@ a packet-cache hit never touches dnslib."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSRecord
@@ -236,43 +237,42 @@ def without_opt(message: bytes) -> tuple[bytes, int]:
     """A packed reply with its OPT record taken out (ARCOUNT lowered to match), and the smallest
     TTL of the records left (0 when none), in one walk: what relaying an upstream's reply needs.
     Its OPT answered our EDNS, not the client's: `relay_reply` gives the client ours."""
-    _, _, qd, an, ns, ar = HEADER.unpack_from(message)
-    pos = 12
-    for _ in range(qd):
-        pos = _skip_name(message, pos) + 4
     smallest = -1
-    opt_start = opt_end = 0
-    for _ in range(an + ns + ar):
-        start = pos
-        pos = _skip_name(message, pos)
-        rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
-        pos += 10 + rdlength
+    opt: tuple[int, int] | None = None
+    for start, _, rtype, ttl, end in _records(message):
         if rtype == _OPT:
-            opt_start, opt_end = start, pos
+            opt = (start, end)
         elif ttl < smallest or smallest < 0:
             smallest = ttl
-    if pos > len(message):
-        raise IndexError("record data runs past the end of the message")
-    if opt_end:
-        message = message[:10] + _SHORT.pack(ar - 1) + message[12:opt_start] + message[opt_end:]
+    if opt is not None:
+        arcount = _SHORT.unpack_from(message, 10)[0]
+        message = message[:10] + _SHORT.pack(arcount - 1) + message[12 : opt[0]] + message[opt[1] :]
     return message, max(smallest, 0)
 
 
 def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
     """(offset, ttl) of every TTL field in a packed message except OPT's, so a cached copy can
     count its TTLs down without being parsed again."""
+    return [(ttl_at, ttl) for _, ttl_at, rtype, ttl, _ in _records(message) if rtype != _OPT]
+
+
+def _records(message: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+    """Where each record of a packed message starts, where its TTL field is, its type and TTL,
+    and where it ends. A record that runs past the end raises IndexError, a cut-off one
+    IndexError or struct.error."""
     _, _, qd, an, ns, ar = HEADER.unpack_from(message)
     pos = 12
     for _ in range(qd):
         pos = _skip_name(message, pos) + 4
-    found: list[tuple[int, int]] = []
     for _ in range(an + ns + ar):
+        start = pos
         pos = _skip_name(message, pos)
         rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
-        if rtype != _OPT:
-            found.append((pos + 4, ttl))
+        ttl_at = pos + 4
         pos += 10 + rdlength
-    return found
+        if pos > len(message):
+            raise IndexError("record data runs past the end of the message")
+        yield start, ttl_at, rtype, ttl, pos
 
 
 def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:

@@ -153,8 +153,7 @@ class _UdpSocket:
             waiting = pending.get(qid)
             if waiting is not None and waiting[0].answers(data):
                 del pending[qid]
-                if self.retired:
-                    self._close_if_idle()
+                self._close_if_idle()
                 waiting[1](data)
 
     def _sweep(self) -> None:
@@ -174,6 +173,9 @@ class _UdpSocket:
         self._close_if_idle()
         for waiting in pending.values():
             waiting[1](exc)
+
+    def worn_out(self, now: float) -> bool:
+        return self.sent >= ROTATE_AFTER or now - self.born >= ROTATE_SECONDS
 
     def retire(self) -> None:
         """Take no new questions; close once the last one waiting is done."""
@@ -207,7 +209,7 @@ class _UdpPool:
         index = self._next = (self._next + 1) % POOL_SIZE
         sock = self._slots[index]
         now = self._loop.time()
-        if sock is not None and (sock.sent >= ROTATE_AFTER or now - sock.born >= ROTATE_SECONDS):
+        if sock is not None and sock.worn_out(now):
             sock.retire()
             sock = None
         if sock is None:

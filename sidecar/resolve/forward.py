@@ -42,6 +42,11 @@ Waiter = Callable[[Settled], None]
 FlightKey = tuple[CacheKey, tuple[Endpoint, ...]]
 
 
+def relayed_answer(reply: bytes) -> Answer:
+    """Reply bytes settled for relaying, as an `Answer` for a caller that needs one."""
+    return Answer(rcode=reply[3] & 0xF, source="forward", wire=reply)
+
+
 def _why(exc: Exception) -> str:
     return "timeout" if isinstance(exc, TimeoutError) else f"{type(exc).__name__} {exc}".strip()
 
@@ -51,8 +56,8 @@ class _Flight:
     """One question on its way upstream: who waits for it, the upstreams still to try (in health
     order), when its budget runs out, and why each upstream failed so far."""
 
-    key: FlightKey
     cache_key: CacheKey
+    targets: tuple[Endpoint, ...]
     question: Question
     order: Sequence[Endpoint]
     deadline: float  # time.monotonic()
@@ -93,9 +98,7 @@ class Forwarder:
         settled = await future
         if isinstance(settled, UpstreamError):
             raise UpstreamError(str(settled), settled.repeated)
-        if isinstance(settled, bytes):
-            return Answer(rcode=settled[3] & 0xF, source="forward", wire=settled)
-        return settled
+        return relayed_answer(settled) if isinstance(settled, bytes) else settled
 
     def targets(self, qname: str, named: Sequence[str] = ()) -> tuple[Endpoint, ...]:
         """Where `qname` goes: the `named` upstreams, else a --forward rule's, else the defaults."""
@@ -125,7 +128,7 @@ class Forwarder:
             waiter(self._stale_or(key, UpstreamError(reason, repeated=True)))
             return
         deadline = time.monotonic() + self.timeout * BUDGET_FACTOR
-        flight = self._inflight[flight_key] = _Flight(flight_key, key, question, self.health.order(targets),
+        flight = self._inflight[flight_key] = _Flight(key, targets, question, self.health.order(targets),
                                                       deadline, [waiter])
         self._try_next(flight)
 
@@ -157,7 +160,7 @@ class Forwarder:
         """A bug in a step of `flight` costs this question (SERVFAIL, logged), never the socket
         reader that called the step nor the other questions."""
         log.error("forwarding %s failed", flight.cache_key[0], exc_info=exc)
-        if self._inflight.get(flight.key) is flight:
+        if self._inflight.get((flight.cache_key, flight.targets)) is flight:
             self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
 
     def _on_udp(self, flight: _Flight, upstream: Endpoint, outcome: Outcome) -> None:
@@ -213,7 +216,7 @@ class Forwarder:
             self._settle(flight, self.cache.put(flight.cache_key, answer))
 
     def _settle(self, flight: _Flight, settled: Settled) -> None:
-        del self._inflight[flight.key]
+        del self._inflight[flight.cache_key, flight.targets]
         for waiter in flight.waiters:
             try:
                 waiter(settled)

@@ -19,6 +19,7 @@ from ..records import type_name
 from ..resolve.cache import CacheKey
 from ..resolve.chain import Chain
 from ..resolve.exchange import Question
+from ..resolve.forward import relayed_answer
 from ..store import Store
 from ..wire import (
     PlainQuestion,
@@ -250,7 +251,7 @@ class QueryHandler:
             except MalformedQuery as exc:
                 return error_reply(data, exc.reply_rcode or RCODE.FORMERR)
             if isinstance(answer, bytes):
-                answer = Answer(rcode=rcode, source=source, wire=wire)
+                answer = relayed_answer(answer)
             reply = build_reply(request, with_records(answer), asked.limit)
         if cache_for != 0 and qkey is not None and asked.view is not None:
             self.packets.put(qkey.key + _TRANSPORT_TAG[asked.transport] + asked.view, reply, cache_for,
