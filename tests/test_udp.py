@@ -6,6 +6,7 @@ import socket
 
 import dns.message
 import dns.rcode
+import pytest
 
 from sidecar.outcome import Found
 from sidecar.resolve.cache import AnswerCache
@@ -17,7 +18,8 @@ from sidecar.server.udp import UdpListener
 from sidecar.store import Store
 
 
-def test_slow_path_work_is_bounded_and_the_excess_is_dropped():
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])
+def test_slow_path_work_is_bounded_and_the_excess_is_dropped(batched):
     async def scenario() -> tuple[int, int, int]:
         release = asyncio.Event()
 
@@ -28,7 +30,7 @@ def test_slow_path_work_is_bounded_and_the_excess_is_dropped():
         handler = QueryHandler(Store(), Chain([slow], Forwarder(lambda: (), AnswerCache())), PacketCache())
         server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         server.bind(("127.0.0.1", 0))
-        listener = UdpListener(handler, server, max_pending=4)
+        listener = UdpListener(handler, server, max_pending=4, batched=batched)
         listener.start()
         client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         client.setblocking(False)

@@ -1,0 +1,227 @@
+"""Datagrams by the batch: one recvmmsg(2) reads up to `SLOTS` queries and one sendmmsg(2) sends
+the replies that are ready at once, where recvfrom/sendto cost two system calls, two Python calls
+and an address tuple built and parsed again per query. Under load that is a fifth of the CPU a
+repeat query costs (bench/). Linux only, through ctypes: `DatagramBatch.open` returns None
+elsewhere, and the listener then reads datagram by datagram.
+
+All buffers are allocated once. A received datagram stays in its slot until the next `receive`,
+so everything a caller wants to keep (the query bytes, the sender's address) is copied out; a
+reply is copied into the send slot of the same index and goes out with the next `flush`, to the
+sender's address bytes as the kernel gave them (no tuple, no parsing). On a wildcard address the
+query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the same way, and each reply leaves from
+the address its query was sent to."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+import sys
+
+from .pktinfo import Ancillary, reply_source
+
+SLOTS = 64
+SLOT_SIZE = 4096  # a bigger query is no query anyone sends: it arrives cut (MSG_TRUNC) and is dropped
+NAME_SIZE = 28  # struct sockaddr_in6, the larger of the two
+CONTROL_SIZE = 64  # room for one pktinfo control message either way
+MSG_DONTWAIT = 0x40
+MSG_TRUNC = 0x20
+_HOSTS_KEPT = 4096  # sender addresses remembered as strings
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("hdr", _MsgHdr), ("len", ctypes.c_uint)]
+
+
+_HDR = ctypes.sizeof(_MMsgHdr)
+_NAMELEN_AT = _MsgHdr.namelen.offset
+_CONTROLLEN_AT = _MsgHdr.controllen.offset
+_FLAGS_AT = _MsgHdr.flags.offset
+_LEN_AT = _MMsgHdr.len.offset
+_U32 = struct.Struct("@I")
+_SIZE = struct.Struct("@N")
+_CMSG = struct.Struct("@Nii")  # struct cmsghdr: length, level, type; the data follows, aligned
+_CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
+
+
+def _libc_calls():
+    """recvmmsg and sendmmsg from the C library, or None where there are none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        recvmmsg, sendmmsg = libc.recvmmsg, libc.sendmmsg
+    except (OSError, AttributeError):
+        return None
+    recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+    sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+    return recvmmsg, sendmmsg
+
+
+_CALLS = _libc_calls()
+AVAILABLE = _CALLS is not None
+
+
+class _Ring:
+    """`SLOTS` message headers, each with its own data, address and control buffer."""
+
+    def __init__(self, namelen: int, control: bool) -> None:
+        self.data = ctypes.create_string_buffer(SLOTS * SLOT_SIZE)
+        self.names = ctypes.create_string_buffer(SLOTS * NAME_SIZE)
+        self.controls = ctypes.create_string_buffer(SLOTS * CONTROL_SIZE)
+        self.iovs = (_IoVec * SLOTS)()
+        self.headers = (_MMsgHdr * SLOTS)()
+        for i in range(SLOTS):
+            self.iovs[i].base = ctypes.addressof(self.data) + i * SLOT_SIZE
+            self.iovs[i].len = SLOT_SIZE
+            hdr = self.headers[i].hdr
+            hdr.name = ctypes.addressof(self.names) + i * NAME_SIZE
+            hdr.namelen = namelen
+            hdr.iov = ctypes.addressof(self.iovs[i])
+            hdr.iovlen = 1
+            hdr.control = ctypes.addressof(self.controls) + i * CONTROL_SIZE
+            hdr.controllen = CONTROL_SIZE if control else 0
+        self.address = ctypes.addressof(self.headers)
+        self.pristine = bytes(self.headers)  # what `receive` restores: the kernel rewrites lengths
+        self.data_view = memoryview(self.data).cast("B")
+        self.names_view = memoryview(self.names).cast("B")
+        self.controls_view = memoryview(self.controls).cast("B")
+        self.headers_view = memoryview(self.headers).cast("B")
+        self.iovs_view = memoryview(self.iovs).cast("B")
+
+
+class DatagramBatch:
+    """Batched reads and replies on one non-blocking UDP socket (see the module's docstring)."""
+
+    def __init__(self, sock: socket.socket, destinations: bool) -> None:
+        assert _CALLS is not None
+        self._recvmmsg, self._sendmmsg = _CALLS
+        self._fd = sock.fileno()
+        self._v6 = sock.family == socket.AF_INET6
+        namelen = NAME_SIZE if self._v6 else 16
+        self._in = _Ring(namelen, destinations)
+        self._out = _Ring(namelen, False)
+        self._destinations = destinations
+        self._count = 0
+        self._queued = 0
+        self._hosts: dict[bytes, str] = {}
+
+    @classmethod
+    def open(cls, sock: socket.socket, destinations: bool) -> DatagramBatch | None:
+        """A batch for `sock`, or None where the system calls are not there (not Linux)."""
+        return cls(sock, destinations) if AVAILABLE else None
+
+    def receive(self) -> int:
+        """Read what is waiting, up to `SLOTS` datagrams; 0 when nothing is. Raises OSError for an
+        error the socket reports (an ICMP error queued on it); the next call reads on."""
+        if self._count:
+            ctypes.memmove(self._in.address, self._in.pristine, self._count * _HDR)
+            self._count = 0
+        count = self._recvmmsg(self._fd, self._in.address, SLOTS, MSG_DONTWAIT, None)
+        if count < 0:
+            code = ctypes.get_errno()
+            if code in (errno.EAGAIN, errno.EINTR):
+                return 0
+            raise OSError(code, os.strerror(code))
+        self._count = count
+        return count
+
+    def datagram(self, i: int) -> bytes | None:
+        """Datagram `i` of the last `receive`, None when it was cut to fit its slot."""
+        at = i * _HDR
+        if _U32.unpack_from(self._in.headers_view, at + _FLAGS_AT)[0] & MSG_TRUNC:
+            return None
+        length = _U32.unpack_from(self._in.headers_view, at + _LEN_AT)[0]
+        start = i * SLOT_SIZE
+        return bytes(self._in.data_view[start : start + length])
+
+    def host(self, i: int) -> str:
+        """Datagram `i`'s sender address as text, as `recvfrom` would give it (port aside)."""
+        start = i * NAME_SIZE
+        names = self._in.names_view
+        raw = bytes(names[start + 8 : start + 28] if self._v6 else names[start + 4 : start + 8])
+        host = self._hosts.get(raw)
+        if host is None:
+            if len(self._hosts) >= _HOSTS_KEPT:
+                self._hosts.clear()
+            host = self._hosts[raw] = socket.inet_ntop(socket.AF_INET6 if self._v6 else socket.AF_INET,
+                                                        raw[:16] if self._v6 else raw)
+        return host
+
+    def address(self, i: int) -> tuple:
+        """Datagram `i`'s sender as the socket module spells addresses, for a reply sent later."""
+        start = i * NAME_SIZE
+        names = self._in.names_view
+        port = int.from_bytes(names[start + 2 : start + 4], "big")
+        if not self._v6:
+            return (self.host(i), port)
+        flowinfo, scope = struct.unpack_from("!I", names, start + 4)[0], _U32.unpack_from(names, start + 24)[0]
+        return (self.host(i), port, flowinfo, scope)
+
+    def reply_source(self, i: int) -> Ancillary:
+        """For a wildcard socket: the control data that makes a reply to datagram `i` leave from
+        the address it was sent to (empty otherwise)."""
+        if not self._destinations:
+            return []
+        at = i * _HDR
+        if _SIZE.unpack_from(self._in.headers_view, at + _CONTROLLEN_AT)[0] < _CMSG.size:
+            return []
+        start = i * CONTROL_SIZE
+        length, level, kind = _CMSG.unpack_from(self._in.controls_view, start)
+        data = bytes(self._in.controls_view[start + _CMSG.size : start + length])
+        return reply_source([(level, kind, data)])
+
+    def reply(self, i: int, data: bytes) -> bool:
+        """Queue `data` for datagram `i`'s sender; False when it does not fit a slot (the caller
+        then sends it alone)."""
+        k = self._queued
+        if len(data) > SLOT_SIZE or k == SLOTS:
+            return False
+        out = self._out
+        start = k * SLOT_SIZE
+        out.data_view[start : start + len(data)] = data
+        _SIZE.pack_into(out.iovs_view, k * ctypes.sizeof(_IoVec) + _IoVec.len.offset, len(data))
+        out.names_view[k * NAME_SIZE : (k + 1) * NAME_SIZE] = self._in.names_view[i * NAME_SIZE : (i + 1) * NAME_SIZE]
+        if self._destinations:
+            _SIZE.pack_into(out.headers_view, k * _HDR + _CONTROLLEN_AT, self._control(k, self.reply_source(i)))
+        self._queued = k + 1
+        return True
+
+    def _control(self, k: int, source: Ancillary) -> int:
+        """Write `source` (one control message, or none) into send slot `k`; its length."""
+        if not source:
+            return 0
+        level, kind, data = source[0]
+        start = k * CONTROL_SIZE
+        _CMSG.pack_into(self._out.controls_view, start, _CMSG.size + len(data), level, kind)
+        self._out.controls_view[start + _CMSG.size : start + _CMSG.size + len(data)] = data
+        return _CMSG.size + -(-len(data) // _CMSG_ALIGN) * _CMSG_ALIGN
+
+    def flush(self) -> int:
+        """Send the queued replies; how many were not sent. sendmmsg stops at the first reply
+        the kernel refuses: with its buffer full the rest are dropped (the network may drop any
+        datagram; clients ask again), any other error costs that one reply only."""
+        queued, self._queued = self._queued, 0
+        start = dropped = 0
+        while start < queued:
+            sent = self._sendmmsg(self._fd, self._out.address + start * _HDR, queued - start, MSG_DONTWAIT)
+            if sent > 0:
+                start += sent
+                continue
+            if ctypes.get_errno() in (errno.EAGAIN, errno.ENOBUFS):
+                return dropped + queued - start
+            start += 1
+            dropped += 1
+        return dropped

@@ -1,0 +1,119 @@
+"""Batched datagram I/O on real loopback sockets: what recvmmsg read is what was sent, senders
+come out as recvfrom spells them, replies reach each sender from the address it asked, and a
+datagram too large for a slot is refused rather than read cut."""
+
+import socket
+
+import pytest
+
+from sidecar.server.batchio import AVAILABLE, SLOT_SIZE, SLOTS, DatagramBatch
+from sidecar.server.pktinfo import IP_PKTINFO
+
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason="recvmmsg/sendmmsg are Linux system calls")
+
+
+def udp(family: int, address: tuple) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind(address)
+    return sock
+
+
+def receive_all(batch: DatagramBatch, expected: int) -> int:
+    """recvmmsg returns what has arrived; on loopback that is everything sent before it."""
+    count = batch.receive()
+    assert count == expected
+    return count
+
+
+def test_a_batch_reads_every_datagram_and_replies_to_each_sender():
+    server = udp(socket.AF_INET, ("127.0.0.1", 0))
+    server.setblocking(False)
+    batch = DatagramBatch(server, destinations=False)
+    assert batch.receive() == 0  # nothing waiting: no error, nothing read
+    clients = [udp(socket.AF_INET, (f"127.0.0.{10 + i}", 0)) for i in range(3)]
+    for i, client in enumerate(clients):
+        client.sendto(b"query %d" % i, server.getsockname())
+    count = receive_all(batch, 3)
+    by_host = {batch.host(i): i for i in range(count)}
+    assert set(by_host) == {"127.0.0.10", "127.0.0.11", "127.0.0.12"}
+    for i in range(count):
+        assert batch.address(i) == clients[int(batch.host(i).rsplit(".", 1)[1]) - 10].getsockname()
+        assert batch.reply(i, b"reply to " + batch.datagram(i))
+    assert batch.flush() == 0
+    for i, client in enumerate(clients):
+        client.settimeout(2)
+        data, source = client.recvfrom(100)
+        assert data == b"reply to query %d" % i
+        assert source == server.getsockname()
+    for sock in (server, *clients):
+        sock.close()
+
+
+def test_slots_are_reused_and_a_full_batch_leaves_the_rest_for_the_next_read():
+    server = udp(socket.AF_INET, ("127.0.0.1", 0))
+    server.setblocking(False)
+    batch = DatagramBatch(server, destinations=False)
+    client = udp(socket.AF_INET, ("127.0.0.1", 0))
+    for i in range(SLOTS + 5):
+        client.sendto(b"%d" % i, server.getsockname())
+    first = [batch.datagram(i) for i in range(receive_all(batch, SLOTS))]
+    second = [batch.datagram(i) for i in range(receive_all(batch, 5))]
+    assert first + second == [b"%d" % i for i in range(SLOTS + 5)]
+    server.close()
+    client.close()
+
+
+def test_a_datagram_larger_than_a_slot_is_refused_not_cut():
+    server = udp(socket.AF_INET, ("127.0.0.1", 0))
+    server.setblocking(False)
+    batch = DatagramBatch(server, destinations=False)
+    client = udp(socket.AF_INET, ("127.0.0.1", 0))
+    client.sendto(b"x" * (SLOT_SIZE + 1), server.getsockname())
+    client.sendto(b"small", server.getsockname())
+    receive_all(batch, 2)
+    assert batch.datagram(0) is None
+    assert batch.datagram(1) == b"small"
+    assert not batch.reply(1, b"y" * (SLOT_SIZE + 1))  # too big to queue: the caller sends it alone
+    server.close()
+    client.close()
+
+
+def test_ipv6_senders_are_spelled_as_recvfrom_spells_them():
+    try:
+        server = udp(socket.AF_INET6, ("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server.setblocking(False)
+    batch = DatagramBatch(server, destinations=False)
+    client = udp(socket.AF_INET6, ("::1", 0))
+    client.sendto(b"six", server.getsockname())
+    receive_all(batch, 1)
+    assert batch.host(0) == "::1"
+    assert batch.address(0) == client.getsockname()
+    assert batch.reply(0, b"answer")
+    assert batch.flush() == 0
+    client.settimeout(2)
+    assert client.recvfrom(100) == (b"answer", server.getsockname())
+    server.close()
+    client.close()
+
+
+def test_on_a_wildcard_socket_each_reply_leaves_from_the_address_its_query_was_sent_to():
+    server = udp(socket.AF_INET, ("0.0.0.0", 0))
+    server.setblocking(False)
+    server.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    port = server.getsockname()[1]
+    batch = DatagramBatch(server, destinations=True)
+    client = udp(socket.AF_INET, ("127.0.0.1", 0))
+    for last in (7, 8):
+        client.sendto(b"to .%d" % last, (f"127.0.0.{last}", port))
+    count = receive_all(batch, 2)
+    for i in range(count):
+        assert batch.reply_source(i)  # the destination came with the datagram
+        assert batch.reply(i, batch.datagram(i))
+    assert batch.flush() == 0
+    client.settimeout(2)
+    replies = dict(client.recvfrom(100) for _ in range(2))
+    assert replies == {b"to .7": ("127.0.0.7", port), b"to .8": ("127.0.0.8", port)}
+    server.close()
+    client.close()
