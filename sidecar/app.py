@@ -27,11 +27,13 @@ from .server.access import AccessPolicy
 from .server.handler import QueryHandler
 from .server.packetcache import PacketCache
 from .server.ratelimit import RateLimiter
+from .server.reuseport import share_port, spread_at_random
 from .server.tcp import TcpListener
 from .server.udp import UdpListener
 from .sources.docker import FIRST_SYNC_WAIT, DockerSource, docker_source
 from .sources.files import FileSource
 from .store import Store
+from .workers import Supervisor
 
 log = logging.getLogger("sidecar")
 # The event loop lets go of the interpreter lock at every socket call, twice per UDP query. While
@@ -43,10 +45,12 @@ SWITCH_INTERVAL_S = 0.0001
 
 class Sidecar:
     """One running server. `await start()`, then `bound` lists the real addresses (a port of 0 in
-    the config picks a free one, the same for UDP and TCP); `await stop()` drains and closes."""
+    the config picks a free one, the same for UDP and TCP); `await stop()` drains and closes.
+    Under --workers, `worker` is this one's index: all share the ports, worker 0 alone serves HTTP."""
 
-    def __init__(self, config: Config, resolvers: Sequence[Resolver] = ()) -> None:
+    def __init__(self, config: Config, resolvers: Sequence[Resolver] = (), worker: int = 0) -> None:
         self.config = config
+        self.worker = worker
         self.store = Store()
         self.files = FileSource(self.store, config.zonefiles, config.hosts, config.poll_interval)
         self.upstreams = DefaultUpstreams(config.upstreams, config.resolv_conf, config.listen)
@@ -61,7 +65,7 @@ class Sidecar:
                                     QueryLog() if config.log_queries else None,
                                     AccessPolicy(config.allow, config.local_to_any), local)
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
-        self.http = HttpServer(config.http, self) if config.http else None
+        self.http = HttpServer(config.http, self) if config.http and worker == 0 else None
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
         self._udp: list[UdpListener] = []
@@ -82,9 +86,10 @@ class Sidecar:
             log.warning("no upstream resolver: names that are not local will get SERVFAIL")
         for endpoint in self.config.listen:
             await self._listen(endpoint)
-        log.info("listening on %s (UDP and TCP); %d local records; upstreams: %s",
-                 ", ".join(map(str, self.bound)), len(self.store.zone.records),
-                 ", ".join(map(str, self.upstreams())) or "none")
+        log.info("listening on %s (UDP and TCP%s); %d local records; upstreams: %s",
+                 ", ".join(map(str, self.bound)),
+                 f", worker {self.worker} of {self.config.workers}" if self.config.workers > 1 else "",
+                 len(self.store.zone.records), ", ".join(map(str, self.upstreams())) or "none")
 
     def _start_http(self) -> None:
         """The HTTP window is a convenience: a port someone else holds is logged, and DNS is
@@ -100,17 +105,22 @@ class Sidecar:
         """UDP and TCP on one address and port. With port 0 the kernel picks a free UDP port,
         which TCP may hold elsewhere: then another is tried."""
         family = socket.AF_INET6 if ":" in endpoint.host else socket.AF_INET
+        shared = self.config.workers > 1
         for _ in range(20 if endpoint.port == 0 else 1):
             udp = socket.socket(family, socket.SOCK_DGRAM)
             try:  # bound here, not by the loop, so a failure keeps its reason ("Address already in use")
+                if shared:
+                    share_port(udp)
                 udp.bind((endpoint.host, endpoint.port))
+                if shared:
+                    self._spread(udp)
             except OSError as exc:
                 udp.close()
                 raise OSError(exc.errno, f"{endpoint} (UDP): {exc.strerror}") from None
             port = udp.getsockname()[1]
             try:
                 server = await asyncio.start_server(self._tcp_listener.serve, endpoint.host, port,
-                                                    family=family, reuse_address=True)
+                                                    family=family, reuse_address=True, reuse_port=shared)
                 break
             except OSError as exc:
                 udp.close()
@@ -121,6 +131,12 @@ class Sidecar:
         self._udp.append(listener)
         self._tcp.append(server)
         self.bound.append(Endpoint(endpoint.host, port))
+
+    def _spread(self, udp: socket.socket) -> None:
+        try:
+            spread_at_random(udp, self.config.workers)
+        except OSError as exc:
+            log.warning("workers get queries by client address and port, not at random: %s", exc.strerror or exc)
 
     async def stop(self) -> None:
         for server in self._tcp:
@@ -163,11 +179,20 @@ def _event_loop_runner():
 
 
 def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
-    """Serve until SIGTERM/SIGINT; the exit code for the CLI."""
+    """Serve until SIGTERM/SIGINT (one process, or a supervisor and --workers); the exit code."""
     configure_logging(config.log_level, config.log_format)
+    if config.workers == 1:
+        return _serve(config, resolvers, 0)
+    log.info("starting %d workers on %s", config.workers, ", ".join(map(str, config.listen)))
+    return Supervisor(config.workers, lambda worker: _serve(config, resolvers, worker, tagged=True)).run()
+
+
+def _serve(config: Config, resolvers: Sequence[Resolver], worker: int, tagged: bool = False) -> int:
+    if tagged:
+        configure_logging(config.log_level, config.log_format, worker)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
-        _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers)))
+        _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers, worker)))
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         return 1

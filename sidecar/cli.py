@@ -30,6 +30,7 @@ from .config import (
     record_lines,
     upstream_endpoints,
     view_ranges,
+    worker_count,
 )
 from .errors import ConfigError
 from .health import run_health
@@ -63,6 +64,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("listening and forwarding")
     net.add_argument("--listen", action="append", metavar="ADDR:PORT",
                      help="UDP and TCP address to serve on (repeatable; default 127.0.0.1:53)")
+    net.add_argument("--workers", type=int, metavar="N",
+                     help="processes serving the same ports, each with its own copy of the zone and caches "
+                          "(default 1; one per core answers the most queries)")
     net.add_argument("--upstream", action="append", metavar="ADDR[:PORT]",
                      help="resolver to relay other names to (repeatable; default: the nameservers "
                           "of --resolv-conf)")
@@ -181,6 +185,7 @@ def to_config(args: argparse.Namespace) -> Config:
 
     return Config(
         listen=listen_endpoints(get("listen", ["127.0.0.1:53"])),
+        workers=worker_count(get("workers", 1)),
         zonefiles=existing_paths("--zonefile", get("zonefile", [])),
         hosts=existing_paths("--hosts", get("hosts", [])),
         records=record_lines(get("record", [])),

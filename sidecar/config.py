@@ -16,6 +16,7 @@ from .zoneparse import parse_record_line
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_WORKERS = 64
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Config:
     allow: tuple[Network, ...] = ()
     local_to_any: bool = False
     rate_limit: float = 0.0
+    workers: int = 1
 
     def flag_fragment(self) -> Fragment:
         """What the flags themselves contribute to the zone: --record lines and --view ranges."""
@@ -146,6 +148,13 @@ def forward_rules(values: list[str]) -> tuple[tuple[str, tuple[Endpoint, ...]], 
             raise ConfigError("--forward", str(exc)) from None
         rules.append((name, tuple(_endpoint("--forward", t) for t in targets.split(","))))
     return tuple(rules)
+
+
+def worker_count(value: int) -> int:
+    """`--workers N`: processes serving the same ports."""
+    if not 1 <= value <= MAX_WORKERS:
+        raise ConfigError("--workers", f"must be from 1 to {MAX_WORKERS}, got {value}")
+    return value
 
 
 Number = TypeVar("Number", int, float)

@@ -17,6 +17,7 @@ from .records import type_name
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s worker %(worker)d %(name)s: %(message)s"
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -33,9 +34,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(event, default=str)
 
 
-def configure_logging(level: str, fmt: str = "text") -> None:
+class _WorkerTag(logging.Filter):
+    """Under --workers every line says which worker wrote it (a `worker` key in JSON)."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def configure_logging(level: str, fmt: str = "text", worker: int | None = None) -> None:
+    """Log to stderr at `level`; `worker` is this process's index under --workers."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    text = TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(text))
+    if worker is not None:
+        handler.addFilter(_WorkerTag(worker))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
