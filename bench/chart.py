@@ -1,11 +1,12 @@
-"""The PNG beside the JSON: queries/s, p50/p99 latency and CPU per query for each workload, both servers
-side by side."""
+"""The PNG beside the JSON: queries/s, p50/p99 latency and CPU per query for each workload, every
+server side by side (dns-sidecar as one process and with --workers, dnsmasq)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-SERVERS = (("ours", "dns-sidecar", "tab:blue"), ("dnsmasq", "dnsmasq", "tab:gray"))
+SERVERS = (("ours", "dns-sidecar", "tab:blue"), ("workers", "dns-sidecar --workers {workers}", "tab:cyan"),
+           ("dnsmasq", "dnsmasq", "tab:gray"))
 
 
 def draw(results: dict, path: Path) -> Path:
@@ -18,9 +19,11 @@ def draw(results: dict, path: Path) -> Path:
     names = [row["workload"] for row in rows]
     xs = range(len(rows))
     fig, (qps, lat, cpu) = plt.subplots(1, 3, figsize=(15, 4))
-    width = 0.38
-    for i, (key, label, color) in enumerate(SERVERS):
-        offset = [x + (i - 0.5) * width for x in xs]
+    servers = [(key, label.format(**results["settings"]), color) for key, label, color in SERVERS
+               if f"{key}_qps" in rows[0]]
+    width = 0.8 / len(servers)
+    for i, (key, label, color) in enumerate(servers):
+        offset = [x + (i - (len(servers) - 1) / 2) * width for x in xs]
         qps.bar(offset, [row[f"{key}_qps"] / 1000 for row in rows], width, label=label, color=color)
         lat.bar(offset, [row[f"{key}_p99_ms"] or 0 for row in rows], width, label=f"{label} p99", color=color,
                 alpha=0.45)

@@ -67,9 +67,9 @@ class Server:
         return self.proc.pid
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far (from /proc, all threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time used so far (from /proc, all threads), with its worker
+        processes' under --workers."""
+        return sum(_cpu_seconds(pid) for pid in (self.pid, *_children(self.pid)))
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -85,6 +85,19 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # a worker that just exited
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _start(name: str, argv: list[str], port: int, log: Path, probe: str, timeout: float = 30.0,

@@ -1,4 +1,5 @@
 """dns-sidecar beside dnsmasq, same data, same load, on loopback: `python3 bench/run.py [--quick]`.
+dns-sidecar runs twice: as one process, and with `--workers N` (default: one per core).
 
 Needs `dnsperf` and `dnsmasq` on PATH (Debian: `apt-get install dnsperf dnsmasq-base`) and, for the
 chart, matplotlib (`pip install -e '.[bench]'`); it installs nothing. The two servers are run in
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -41,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--containers", type=int, help="containers' records held for the memory row")
     parser.add_argument("--idle-seconds", type=float, help="how long idle CPU is measured")
     parser.add_argument("--swap-seconds", type=float, help="longest wait for each zonefile load")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="workers of the second dns-sidecar (default: cores; below 2: not run)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where latest.json/.png go")
     parser.add_argument("--no-events", action="store_true", help="skip the Docker event-latency row")
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG (no matplotlib needed)")
@@ -62,24 +66,27 @@ def machine() -> dict:
             "dnsmasq": dnsmasq, "summary": summary}
 
 
-def compare(ours: Server, theirs: Server, queries: Path, args: argparse.Namespace) -> dict:
-    """Alternate full-load runs, then latency of both at 80% of our median rate."""
-    rates: dict[str, list[float]] = {"ours": [], "dnsmasq": []}
-    costs: dict[str, list[float]] = {"ours": [], "dnsmasq": []}
-    pair = [("ours", ours), ("dnsmasq", theirs)]
+def compare(servers: dict[str, Server], queries: Path, args: argparse.Namespace) -> dict:
+    """Alternate full-load runs (keys "ours", "dnsmasq" and maybe "workers"), then latency of each
+    at 80% of the single process's median rate. Ratios are to dnsmasq."""
+    rates: dict[str, list[float]] = {key: [] for key in servers}
+    costs: dict[str, list[float]] = {key: [] for key in servers}
+    order = list(servers.items())
     for round_ in range(args.rounds):
-        for key, server in pair if round_ % 2 == 0 else pair[::-1]:
+        for key, server in order if round_ % 2 == 0 else order[::-1]:
             cpu = server.cpu_seconds()
             run = dnsperf(server.port, queries, args.seconds)
             rates[key].append(run.qps)
             costs[key].append((server.cpu_seconds() - cpu) * 1e6 / max(1, run.sent - run.lost))
     qps = {key: statistics.median(values) for key, values in rates.items()}
-    row: dict = {"ours_qps": round(qps["ours"]), "dnsmasq_qps": round(qps["dnsmasq"]),
-                 "ratio": round(qps["ours"] / qps["dnsmasq"], 2) if qps["dnsmasq"] else None,
-                 "ours_cpu_us": round(statistics.median(costs["ours"]), 1),
-                 "dnsmasq_cpu_us": round(statistics.median(costs["dnsmasq"]), 1),
-                 "latency_rate": round(qps["ours"] * LATENCY_SHARE)}
-    for key, server in pair:
+    row: dict = {"latency_rate": round(qps["ours"] * LATENCY_SHARE)}
+    for key in servers:
+        row[f"{key}_qps"] = round(qps[key])
+        row[f"{key}_cpu_us"] = round(statistics.median(costs[key]), 1)
+        if key != "dnsmasq":
+            prefix = "" if key == "ours" else f"{key}_"
+            row[f"{prefix}ratio"] = round(qps[key] / qps["dnsmasq"], 2) if qps["dnsmasq"] else None
+    for key, server in order:
         run = dnsperf(server.port, queries, args.latency_seconds, row["latency_rate"])
         row[f"{key}_p50_ms"] = _ms(run.percentile(50))
         row[f"{key}_p99_ms"] = _ms(run.percentile(99))
@@ -112,10 +119,15 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
         theirs = start_dnsmasq("dnsmasq", data.dnsmasq_conf, workdir, OVERRIDES[0],
                                (f"--server={HOST}#{upstream.port}", "--cache-size=10000"))
         servers.append(theirs)
-        ours = start_sidecar([*data.sidecar_args(), "--upstream", f"{HOST}:{upstream.port}"], workdir,
-                             OVERRIDES[0])
+        sidecar_args = [*data.sidecar_args(), "--upstream", f"{HOST}:{upstream.port}"]
+        ours = start_sidecar(sidecar_args, workdir, OVERRIDES[0])
         servers.append(ours)
-        workloads = [{"workload": w, **compare(ours, theirs, data.queries(w), args)} for w in WORKLOADS]
+        contenders = {"ours": ours, "dnsmasq": theirs}
+        if args.workers > 1:
+            contenders["workers"] = start_sidecar([*sidecar_args, "--workers", str(args.workers)], workdir,
+                                                  OVERRIDES[0], name="workers")
+            servers.append(contenders["workers"])
+        workloads = [{"workload": w, **compare(contenders, data.queries(w), args)} for w in WORKLOADS]
         idle = {"ours_pct": probes.idle_cpu(ours, args.idle_seconds),
                 "dnsmasq_pct": probes.idle_cpu(theirs, args.idle_seconds), "seconds": args.idle_seconds}
         swap = probes.zone_swap(workdir, args.records, upstream.port, args.swap_seconds)
@@ -130,14 +142,21 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    """The results as one Markdown table (printed, and pasted into the README)."""
-    lines = ["| workload | dns-sidecar | dnsmasq | ratio | p50 / p99 ms (sidecar) | p50 / p99 ms (dnsmasq) "
-             "| CPU µs per query (sidecar / dnsmasq) |", "|---|---|---|---|---|---|---|"]
-    for row in results["workloads"]:
-        lines.append(f"| {row['workload']} | {row['ours_qps']:,} q/s | {row['dnsmasq_qps']:,} q/s | "
-                     f"{row['ratio']}x | {row['ours_p50_ms']} / {row['ours_p99_ms']} | "
-                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} | "
-                     f"{row['ours_cpu_us']} / {row['dnsmasq_cpu_us']} |")
+    """The results as one Markdown table (printed, and pasted into the README). Where the
+    --workers run was made too, a dns-sidecar cell reads "one process / N workers"."""
+    rows = results["workloads"]
+    ours = ("ours", "workers") if "workers_qps" in rows[0] else ("ours",)
+    title = f" (1 / {results['settings']['workers']} workers)" if len(ours) > 1 else ""
+    lines = [f"| workload | dns-sidecar{title} | dnsmasq | ratio | p50 / p99 ms (sidecar{title}) "
+             f"| p50 / p99 ms (dnsmasq) | CPU µs per query (sidecar{title} / dnsmasq) |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        rate = " / ".join(f"{row[key + '_qps']:,}" for key in ours)
+        ratio = " / ".join(f"{row['ratio' if key == 'ours' else key + '_ratio']}x" for key in ours)
+        latency = " · ".join(f"{row[key + '_p50_ms']} / {row[key + '_p99_ms']}" for key in ours)
+        cpu = " / ".join(str(row[key + "_cpu_us"]) for key in ours)
+        lines.append(f"| {row['workload']} | {rate} q/s | {row['dnsmasq_qps']:,} q/s | {ratio} | {latency} | "
+                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} | {cpu} / {row['dnsmasq_cpu_us']} |")
     swap, build, mem, idle = results["zone_swap"], results["zone_build"], results["memory"], results["idle_cpu"]
     lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
                  f"{_seconds(swap['load_s'], swap)} / {_seconds(swap['swap_s'], swap)} | | | "

@@ -11,8 +11,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-TINY = ["--quick", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000", "--containers", "100",
-        "--idle-seconds", "0.2", "--swap-seconds", "20", "--no-events"]
+TINY = ["--quick", "--workers", "2", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000",
+        "--containers", "100", "--idle-seconds", "0.2", "--swap-seconds", "20", "--no-events"]
 
 
 @pytest.mark.slow
@@ -24,12 +24,14 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
 
     results = json.loads((tmp_path / "latest.json").read_text())
     assert [row["workload"] for row in results["workloads"]] == ["local", "forward-cached", "forward-uncacheable"]
+    assert results["settings"]["workers"] == 2
     for row in results["workloads"]:
-        assert row["ours_qps"] > 0 and row["dnsmasq_qps"] > 0
+        assert row["ours_qps"] > 0 and row["workers_qps"] > 0 and row["dnsmasq_qps"] > 0
         assert row["ratio"] == pytest.approx(row["ours_qps"] / row["dnsmasq_qps"], abs=0.01)
-        for key in ("ours_p50_ms", "ours_p99_ms", "dnsmasq_p50_ms", "dnsmasq_p99_ms", "ours_cpu_us",
-                    "dnsmasq_cpu_us"):
-            assert row[key] is not None and row[key] >= 0
+        assert row["workers_ratio"] == pytest.approx(row["workers_qps"] / row["dnsmasq_qps"], abs=0.01)
+        for server in ("ours", "workers", "dnsmasq"):
+            for key in ("p50_ms", "p99_ms", "cpu_us"):
+                assert row[f"{server}_{key}"] is not None and row[f"{server}_{key}"] >= 0
     swap = results["zone_swap"]
     assert swap["records"] == 2000 and swap["load_s"] is not None and swap["swap_s"] is not None
     assert swap["sent"] > 0 and swap["lost"] >= 0
@@ -39,7 +41,7 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     assert set(results["idle_cpu"]) == {"ours_pct", "dnsmasq_pct", "seconds"}
 
     table = [line for line in result.stdout.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| workload | dns-sidecar | dnsmasq | ratio")
+    assert table[0].startswith("| workload | dns-sidecar (1 / 2 workers) | dnsmasq | ratio")
     assert [line.split("|")[1].strip() for line in table[2:5]] == ["local", "forward-cached", "forward-uncacheable"]
     assert any("resident memory" in line for line in table)
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
