@@ -16,6 +16,8 @@ from dnslib import RCODE
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .server.packetcache import TAG_TRANSPORT
+
 if TYPE_CHECKING:
     from .app import Sidecar
 
@@ -46,11 +48,12 @@ class Histogram:
 
 class Metrics:
     """What the query path counts. `queries` holds slow-path answers by their labels;
-    `packet_hits` the fast path's (its answer source is the packet cache itself)."""
+    `packet_hits` the fast path's by packet-cache key suffix (transport tag and view) and rcode:
+    one small tuple per hit, read back into labels only when scraped."""
 
     def __init__(self) -> None:
         self.queries: dict[QueryLabels, int] = {}
-        self.packet_hits: dict[tuple[str, int, bytes], int] = {}
+        self.packet_hits: dict[tuple[bytes, int], int] = {}
         self.malformed = 0
         self.resolve_seconds: dict[str, Histogram] = {}
 
@@ -67,8 +70,8 @@ class Metrics:
         """Every query counter as (transport, rcode name, source, view) -> count."""
         for (transport, rcode, source, view), count in list(self.queries.items()):
             yield (transport, rcode_name(rcode), source, view_label(view)), count
-        for (transport, rcode, view), count in list(self.packet_hits.items()):
-            yield (transport, rcode_name(rcode), "packet-cache", view_label(view)), count
+        for (suffix, rcode), count in list(self.packet_hits.items()):
+            yield (TAG_TRANSPORT[suffix[0]], rcode_name(rcode), "packet-cache", view_label(suffix[1:])), count
 
     def totals_by_rcode(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -20,6 +20,7 @@ import socket
 import struct
 import sys
 
+from ..wire import OUR_UDP_SIZE
 from .pktinfo import Ancillary, reply_source
 
 SLOTS = 64
@@ -46,6 +47,8 @@ class _MMsgHdr(ctypes.Structure):
 
 
 _HDR = ctypes.sizeof(_MMsgHdr)
+_IOV = ctypes.sizeof(_IoVec)
+_IOV_LEN_AT = _IoVec.len.offset
 _NAMELEN_AT = _MsgHdr.namelen.offset
 _CONTROLLEN_AT = _MsgHdr.controllen.offset
 _FLAGS_AT = _MsgHdr.flags.offset
@@ -70,6 +73,7 @@ def _libc_calls():
     return recvmmsg, sendmmsg
 
 
+assert OUR_UDP_SIZE <= SLOT_SIZE  # every reply fits a send slot
 _CALLS = _libc_calls()
 AVAILABLE = _CALLS is not None
 
@@ -102,20 +106,30 @@ class _Ring:
         self.iovs_view = memoryview(self.iovs).cast("B")
 
 
+def _header_fields(count: int) -> struct.Struct:
+    """Each received message's flags and length, for `count` headers, in one unpack."""
+    return struct.Struct("@" + f"{_FLAGS_AT}xi{_LEN_AT - _FLAGS_AT - 4}xI{_HDR - _LEN_AT - 4}x" * count)
+
+
+_FIELDS = [_header_fields(count) for count in range(SLOTS + 1)]
+
+
 class DatagramBatch:
-    """Batched reads and replies on one non-blocking UDP socket (see the module's docstring)."""
+    """Batched reads and replies on one non-blocking UDP socket (see the module's docstring):
+    `receive`, then `datagrams` and `hosts` (lists in slot order), then `send` the replies."""
 
     def __init__(self, sock: socket.socket, destinations: bool) -> None:
-        assert _CALLS is not None
+        assert AVAILABLE
         self._recvmmsg, self._sendmmsg = _CALLS
+        self._sock = sock
         self._fd = sock.fileno()
         self._v6 = sock.family == socket.AF_INET6
         namelen = NAME_SIZE if self._v6 else 16
         self._in = _Ring(namelen, destinations)
         self._out = _Ring(namelen, False)
+        self._names_at = ctypes.addressof(self._in.names)
         self._destinations = destinations
         self._count = 0
-        self._queued = 0
         self._hosts: dict[bytes, str] = {}
 
     @classmethod
@@ -138,66 +152,62 @@ class DatagramBatch:
         self._count = count
         return count
 
-    def datagram(self, i: int) -> bytes | None:
-        """Datagram `i` of the last `receive`, None when it was cut to fit its slot."""
-        at = i * _HDR
-        if _U32.unpack_from(self._in.headers_view, at + _FLAGS_AT)[0] & MSG_TRUNC:
-            return None
-        length = _U32.unpack_from(self._in.headers_view, at + _LEN_AT)[0]
-        start = i * SLOT_SIZE
-        return bytes(self._in.data_view[start : start + length])
+    def datagrams(self) -> list[bytes | None]:
+        """The datagrams of the last `receive`; None for one that was cut to fit its slot."""
+        fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
+        data = self._in.data
+        return [None if fields[2 * i] & MSG_TRUNC else data[i * SLOT_SIZE : i * SLOT_SIZE + fields[2 * i + 1]]
+                for i in range(self._count)]
 
-    def host(self, i: int) -> str:
-        """Datagram `i`'s sender address as text, as `recvfrom` would give it (port aside)."""
-        start = i * NAME_SIZE
-        names = self._in.names_view
-        raw = bytes(names[start + 8 : start + 28] if self._v6 else names[start + 4 : start + 8])
-        host = self._hosts.get(raw)
-        if host is None:
-            if len(self._hosts) >= _HOSTS_KEPT:
-                self._hosts.clear()
-            host = self._hosts[raw] = socket.inet_ntop(socket.AF_INET6 if self._v6 else socket.AF_INET,
-                                                        raw[:16] if self._v6 else raw)
+    def hosts(self) -> list[str]:
+        """Each sender's address as text, as `recvfrom` would give it (port aside)."""
+        names = self._in.names.raw
+        start, stop = (8, 24) if self._v6 else (4, 8)
+        known = self._hosts
+        return [known.get(raw) or self._host_text(raw)
+                for raw in [names[i * NAME_SIZE + start : i * NAME_SIZE + stop] for i in range(self._count)]]
+
+    def _host_text(self, raw: bytes) -> str:
+        if len(self._hosts) >= _HOSTS_KEPT:
+            self._hosts.clear()
+        host = self._hosts[raw] = socket.inet_ntop(socket.AF_INET6 if self._v6 else socket.AF_INET, raw)
         return host
 
     def address(self, i: int) -> tuple:
         """Datagram `i`'s sender as the socket module spells addresses, for a reply sent later."""
-        start = i * NAME_SIZE
-        names = self._in.names_view
-        port = int.from_bytes(names[start + 2 : start + 4], "big")
+        name = self._in.names[i * NAME_SIZE : (i + 1) * NAME_SIZE]
+        port = int.from_bytes(name[2:4], "big")
         if not self._v6:
-            return (self.host(i), port)
-        flowinfo, scope = struct.unpack_from("!I", names, start + 4)[0], _U32.unpack_from(names, start + 24)[0]
-        return (self.host(i), port, flowinfo, scope)
+            return (socket.inet_ntop(socket.AF_INET, name[4:8]), port)
+        flowinfo, scope = int.from_bytes(name[4:8], "big"), _U32.unpack_from(name, 24)[0]
+        return (socket.inet_ntop(socket.AF_INET6, name[8:24]), port, flowinfo, scope)
 
     def reply_source(self, i: int) -> Ancillary:
         """For a wildcard socket: the control data that makes a reply to datagram `i` leave from
         the address it was sent to (empty otherwise)."""
         if not self._destinations:
             return []
-        at = i * _HDR
-        if _SIZE.unpack_from(self._in.headers_view, at + _CONTROLLEN_AT)[0] < _CMSG.size:
+        if _SIZE.unpack_from(self._in.headers_view, i * _HDR + _CONTROLLEN_AT)[0] < _CMSG.size:
             return []
         start = i * CONTROL_SIZE
         length, level, kind = _CMSG.unpack_from(self._in.controls_view, start)
-        data = bytes(self._in.controls_view[start + _CMSG.size : start + length])
-        return reply_source([(level, kind, data)])
+        return reply_source([(level, kind, self._in.controls[start + _CMSG.size : start + length])])
 
-    def reply(self, i: int, data: bytes) -> bool:
-        """Queue `data` for datagram `i`'s sender; False when it does not fit a slot (the caller
-        then sends it alone)."""
-        k = self._queued
-        if len(data) > SLOT_SIZE or k == SLOTS:
-            return False
-        out = self._out
-        start = k * SLOT_SIZE
-        out.data_view[start : start + len(data)] = data
-        _SIZE.pack_into(out.iovs_view, k * ctypes.sizeof(_IoVec) + _IoVec.len.offset, len(data))
-        out.names_view[k * NAME_SIZE : (k + 1) * NAME_SIZE] = self._in.names_view[i * NAME_SIZE : (i + 1) * NAME_SIZE]
-        if self._destinations:
-            _SIZE.pack_into(out.headers_view, k * _HDR + _CONTROLLEN_AT, self._control(k, self.reply_source(i)))
-        self._queued = k + 1
-        return True
+    def send(self, replies: list[tuple[int, bytes]]) -> int:
+        """Send each reply to the sender of its datagram (by index); how many were dropped.
+        sendmmsg stops at the first reply the kernel refuses: with its buffer full the rest are
+        dropped (the network may drop any datagram; clients ask again), any other error costs
+        that one reply only. Each reply fits a slot: UDP replies never exceed `OUR_UDP_SIZE`."""
+        out, pack, names_at = self._out, _SIZE.pack_into, self._names_at
+        queued = 0
+        for i, data in replies:
+            out.data_view[queued * SLOT_SIZE : queued * SLOT_SIZE + len(data)] = data
+            pack(out.iovs_view, queued * _IOV + _IOV_LEN_AT, len(data))
+            pack(out.headers_view, queued * _HDR, names_at + i * NAME_SIZE)  # msg_name: the sender's own bytes
+            if self._destinations:
+                pack(out.headers_view, queued * _HDR + _CONTROLLEN_AT, self._control(queued, self.reply_source(i)))
+            queued += 1
+        return self._flush(queued)
 
     def _control(self, k: int, source: Ancillary) -> int:
         """Write `source` (one control message, or none) into send slot `k`; its length."""
@@ -209,11 +219,7 @@ class DatagramBatch:
         self._out.controls_view[start + _CMSG.size : start + _CMSG.size + len(data)] = data
         return _CMSG.size + -(-len(data) // _CMSG_ALIGN) * _CMSG_ALIGN
 
-    def flush(self) -> int:
-        """Send the queued replies; how many were not sent. sendmmsg stops at the first reply
-        the kernel refuses: with its buffer full the rest are dropped (the network may drop any
-        datagram; clients ask again), any other error costs that one reply only."""
-        queued, self._queued = self._queued, 0
+    def _flush(self, queued: int) -> int:
         start = dropped = 0
         while start < queued:
             sent = self._sendmmsg(self._fd, self._out.address + start * _HDR, queued - start, MSG_DONTWAIT)

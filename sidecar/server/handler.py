@@ -35,7 +35,7 @@ from ..wire import (
     with_records,
 )
 from .access import AccessPolicy
-from .packetcache import PacketCache
+from .packetcache import TRANSPORT_TAG, PacketCache
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ SERVFAIL = Answer(rcode=RCODE.SERVFAIL, source="error")
 REFUSED = Answer(rcode=RCODE.REFUSED, source="error")
 NOT_ALLOWED = Answer(rcode=RCODE.REFUSED, source="policy")
 _UNSEEN = b"?unseen"
-_TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}
 MAX_RELAYS = 50_000
 
 
@@ -89,6 +88,7 @@ class QueryHandler:
         self.local = local
         self.access = access or AccessPolicy()
         self._client_keys: dict[str, bytes | None] = {}
+        self._suffixes: dict[str, dict[str, bytes]] = {transport: {} for transport in TRANSPORT_TAG}
         self._relays: dict[bytes, _Relay] = {}
         self._keys_generation = -1
         # With no plug-in before the local zone, plain questions skip the chain (`respond`).
@@ -100,31 +100,40 @@ class QueryHandler:
         change also forgets which questions were found not to be local."""
         zone = self.store.zone
         if self._keys_generation != zone.generation:
-            self._client_keys.clear()
+            self._forget_clients()
             self._relays.clear()
             self._keys_generation = zone.generation
         key = self._client_keys.get(client, _UNSEEN)
         if key is _UNSEEN:
             if len(self._client_keys) > 65_536:
-                self._client_keys.clear()
+                self._forget_clients()
             allowed = self.access.allows(client, zone)
             key = self._client_keys[client] = ",".join(zone.views_of(client)).encode() if allowed else None
         return key
 
+    def _forget_clients(self) -> None:
+        self._client_keys.clear()
+        for suffixes in self._suffixes.values():
+            suffixes.clear()
+
     def cached(self, data: bytes, client: str, transport: str) -> bytes | None:
         """The fast path: a reply from the packet cache, or None to take the slow path."""
-        view = self._client_key(client)
-        if view is None:
-            if self.access.local_to_any:
-                return None  # the slow path answers local names only
-            if len(data) < 12 or data[2] & 0x80:
-                return None  # never answer a response: that is how reflection loops start
-            self.metrics.answered(transport, RCODE.REFUSED, "policy", b"", 0.0)
-            return error_reply(data, RCODE.REFUSED)
-        reply = self.packets.answer(data, _TRANSPORT_TAG[transport] + view, self.store.zone.generation)
+        generation = self.store.zone.generation
+        suffix = self._suffixes[transport].get(client) if generation == self._keys_generation else None
+        if suffix is None:
+            view = self._client_key(client)
+            if view is None:
+                if self.access.local_to_any:
+                    return None  # the slow path answers local names only
+                if len(data) < 12 or data[2] & 0x80:
+                    return None  # never answer a response: that is how reflection loops start
+                self.metrics.answered(transport, RCODE.REFUSED, "policy", b"", 0.0)
+                return error_reply(data, RCODE.REFUSED)
+            suffix = self._suffixes[transport][client] = TRANSPORT_TAG[transport] + view
+        reply = self.packets.answer(data, suffix, generation)
         if reply is None:
             return None
-        hits, labels = self.metrics.packet_hits, (transport, reply[3] & 0xF, view)
+        hits, labels = self.metrics.packet_hits, (suffix, reply[3] & 0xF)
         hits[labels] = hits.get(labels, 0) + 1
         if self.query_log is not None:
             self.query_log.replayed(data, client, transport, reply)
@@ -143,7 +152,7 @@ class QueryHandler:
         view = self._client_key(client)
         if view is None:
             return False
-        memo_key = data[2:] + _TRANSPORT_TAG[transport] + view
+        memo_key = data[2:] + TRANSPORT_TAG[transport] + view
         relay = self._relays.get(memo_key)
         if relay is None:
             plain = plain_question(data)
@@ -254,7 +263,7 @@ class QueryHandler:
                 answer = relayed_answer(answer)
             reply = build_reply(request, with_records(answer), asked.limit)
         if cache_for != 0 and qkey is not None and asked.view is not None:
-            self.packets.put(qkey.key + _TRANSPORT_TAG[asked.transport] + asked.view, reply, cache_for,
+            self.packets.put(qkey.key + TRANSPORT_TAG[asked.transport] + asked.view, reply, cache_for,
                              asked.generation)
         seconds = time.perf_counter() - asked.started
         self.metrics.answered(asked.transport, rcode, source, asked.view or b"", seconds)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from ..wire import QuestionKey, count_down, patch_reply, question_key, ttl_offsets
 
 FOREVER = float("inf")
+TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}  # a key's suffix: this byte, then the client's view
+TAG_TRANSPORT = {tag[0]: transport for transport, tag in TRANSPORT_TAG.items()}
 _UNKNOWN = QuestionKey(b"", 0)  # not looked up yet (None: looked up, not a plain query)
 
 

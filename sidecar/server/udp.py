@@ -76,17 +76,20 @@ class UdpListener:
         except OSError as exc:  # an error queued on the socket (ICMP); the next read goes on
             log.debug("UDP receive error: %s", exc)
             return
-        at_once = self._at_once
-        for i in range(count):
-            data = batch.datagram(i)
+        if not count:
+            return
+        at_once = self.handler.cached if self.limiter is None else self._at_once
+        ready: list[tuple[int, bytes]] = []
+        for i, (data, host) in enumerate(zip(batch.datagrams(), batch.hosts(), strict=True)):
             if data is None:
                 continue  # larger than any query: dropped
-            reply = at_once(data, batch.host(i))
+            reply = at_once(data, host, "udp")
             if reply is None:
                 self._later(data, batch.address(i), batch.reply_source(i))
-            elif reply and not batch.reply(i, reply):
-                self._send(reply, batch.address(i), batch.reply_source(i))
-        self.dropped += batch.flush()
+            elif reply:  # b"": rate limiting says nothing at all
+                ready.append((i, reply))
+        if ready:
+            self.dropped += batch.send(ready)
 
     def _readable(self) -> None:
         recvfrom = self._sock.recvfrom
@@ -131,14 +134,14 @@ class UdpListener:
         elif reply:
             self._send(reply, addr, source)
 
-    def _at_once(self, data: bytes, host: str) -> bytes | None:
+    def _at_once(self, data: bytes, host: str, transport: str = "udp") -> bytes | None:
         """What to send `host` at once: a packet-cache hit, or what rate limiting lets through
         (a TC slip, or b"" for nothing at all). None: the query goes on to `_later`."""
         if self.limiter is not None:
             verdict = self.limiter.check(host)
             if verdict is not Verdict.ANSWER:
                 return (truncated_reply(data) or b"") if verdict is Verdict.SLIP else b""
-        return self.handler.cached(data, host, "udp")
+        return self.handler.cached(data, host, transport)
 
     def _later(self, data: bytes, addr: tuple, source: Ancillary | None) -> None:
         """A query the packet cache cannot answer: the handler's middle path, else a task."""
