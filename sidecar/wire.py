@@ -233,13 +233,14 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
     return reply
 
 
-def without_opt(message: bytes) -> tuple[bytes, int]:
+def without_opt(message: bytes, question_end: int | None = None) -> tuple[bytes, int]:
     """A packed reply with its OPT record taken out (ARCOUNT lowered to match), and the smallest
     TTL of the records left (0 when none), in one walk: what relaying an upstream's reply needs.
-    Its OPT answered our EDNS, not the client's: `relay_reply` gives the client ours."""
+    Its OPT answered our EDNS, not the client's: `relay_reply` gives the client ours. A caller
+    that has matched the reply's question passes where it ends, and the walk starts there."""
     smallest = -1
     opt: tuple[int, int] | None = None
-    for start, _, rtype, ttl, end in _records(message):
+    for start, _, rtype, ttl, end in _records(message, question_end):
         if rtype == _OPT:
             opt = (start, end)
         elif ttl < smallest or smallest < 0:
@@ -256,17 +257,21 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
     return [(ttl_at, ttl) for _, ttl_at, rtype, ttl, _ in _records(message) if rtype != _OPT]
 
 
-def _records(message: bytes) -> Iterator[tuple[int, int, int, int, int]]:
+def _records(message: bytes, question_end: int | None = None) -> Iterator[tuple[int, int, int, int, int]]:
     """Where each record of a packed message starts, where its TTL field is, its type and TTL,
-    and where it ends. A record that runs past the end raises IndexError, a cut-off one
-    IndexError or struct.error."""
+    and where it ends (from `question_end` when the caller knows where the questions end). A
+    record that runs past the end raises IndexError, a cut-off one IndexError or struct.error."""
     _, _, qd, an, ns, ar = HEADER.unpack_from(message)
     pos = 12
-    for _ in range(qd):
-        pos = _skip_name(message, pos) + 4
+    if question_end is not None:
+        pos = question_end
+    else:
+        for _ in range(qd):
+            pos = _skip_name(message, pos) + 4
     for _ in range(an + ns + ar):
         start = pos
-        pos = _skip_name(message, pos)
+        # An owner name is most often a compression pointer to the question: two bytes.
+        pos = pos + 2 if message[pos] >= 0xC0 else _skip_name(message, pos)
         rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
         ttl_at = pos + 4
         pos += 10 + rdlength

@@ -34,12 +34,11 @@ def test_a_batch_reads_every_datagram_and_replies_to_each_sender():
     for i, client in enumerate(clients):
         client.sendto(b"query %d" % i, server.getsockname())
     count = receive_all(batch, 3)
-    hosts, datagrams = batch.hosts(), batch.datagrams()
+    hosts, senders, datagrams = batch.hosts(), batch.senders(), batch.datagrams()
     assert sorted(hosts) == ["127.0.0.10", "127.0.0.11", "127.0.0.12"]
-    for i in range(count):
-        assert batch.address(i) == clients[int(hosts[i].rsplit(".", 1)[1]) - 10].getsockname()
+    batch.receive()  # the slots are read again (nothing waits): what was copied out must hold
     # replies in another order than their datagrams: each still reaches its own sender
-    assert batch.send([(i, b"reply to " + datagrams[i]) for i in reversed(range(count))]) == 0
+    assert batch.send([(senders[i], None, b"reply to " + datagrams[i]) for i in reversed(range(count))]) == 0
     for i, client in enumerate(clients):
         client.settimeout(2)
         data, source = client.recvfrom(100)
@@ -47,6 +46,21 @@ def test_a_batch_reads_every_datagram_and_replies_to_each_sender():
         assert source == server.getsockname()
     for sock in (server, *clients):
         sock.close()
+
+
+def test_more_replies_than_slots_all_go_out():
+    server = udp(socket.AF_INET, ("127.0.0.1", 0))
+    server.setblocking(False)
+    batch = DatagramBatch(server, destinations=False)
+    client = udp(socket.AF_INET, ("127.0.0.1", 0))
+    client.sendto(b"one", server.getsockname())
+    receive_all(batch, 1)
+    sender = batch.senders()[0]
+    assert batch.send([(sender, None, b"%d" % i) for i in range(SLOTS * 2 + 3)]) == 0
+    client.settimeout(2)
+    assert [client.recv(100) for _ in range(SLOTS * 2 + 3)] == [b"%d" % i for i in range(SLOTS * 2 + 3)]
+    server.close()
+    client.close()
 
 
 def test_slots_are_reused_and_a_full_batch_leaves_the_rest_for_the_next_read():
@@ -89,8 +103,7 @@ def test_ipv6_senders_are_spelled_as_recvfrom_spells_them():
     client.sendto(b"six", server.getsockname())
     receive_all(batch, 1)
     assert batch.hosts() == ["::1"]
-    assert batch.address(0) == client.getsockname()
-    assert batch.send([(0, b"answer")]) == 0
+    assert batch.send([(batch.senders()[0], None, b"answer")]) == 0
     client.settimeout(2)
     assert client.recvfrom(100) == (b"answer", server.getsockname())
     server.close()
@@ -107,8 +120,9 @@ def test_on_a_wildcard_socket_each_reply_leaves_from_the_address_its_query_was_s
     for last in (7, 8):
         client.sendto(b"to .%d" % last, (f"127.0.0.{last}", port))
     count = receive_all(batch, 2)
-    assert all(batch.reply_source(i) for i in range(count))  # each destination came with its datagram
-    assert batch.send(list(enumerate(batch.datagrams()))) == 0
+    sources = [batch.reply_source(i) for i in range(count)]
+    assert all(sources)  # each destination came with its datagram
+    assert batch.send(list(zip(batch.senders(), sources, batch.datagrams(), strict=True))) == 0
     client.settimeout(2)
     replies = dict(client.recvfrom(100) for _ in range(2))
     assert replies == {b"to .7": ("127.0.0.7", port), b"to .8": ("127.0.0.8", port)}

@@ -51,6 +51,11 @@ class Question:
     name: bytes
     tail: bytes
 
+    @property
+    def end(self) -> int:
+        """Where this question ends in a message that holds it first and alone."""
+        return 12 + len(self.name) + 4
+
     @classmethod
     def of(cls, qname: str, qtype: int, qclass: int) -> Question:
         """Raises ValueError for a name that cannot be encoded (a label over 63 bytes)."""
@@ -153,8 +158,10 @@ class _UdpSocket:
             waiting = pending.get(qid)
             if waiting is not None and waiting[0].answers(data):
                 del pending[qid]
-                self._close_if_idle()
                 waiting[1](data)
+                if self.retired and not pending:
+                    self.close()
+                    return
 
     def _sweep(self) -> None:
         """Time out every question past its deadline; come back while any still waits."""

@@ -202,7 +202,7 @@ class Forwarder:
             self._try_next(flight)
             return
         try:
-            relayed, smallest_ttl = without_opt(data)
+            relayed, smallest_ttl = without_opt(data, flight.question.end)
             # Nothing to cache (TTL 0): relayed as bytes, never parsed (two dnslib passes spared).
             answer = None if self.cache.min_ttl == 0 and not smallest_ttl else answer_from_reply(data)
         except _PARSE_ERRORS as exc:

@@ -53,7 +53,6 @@ _NAMELEN_AT = _MsgHdr.namelen.offset
 _CONTROLLEN_AT = _MsgHdr.controllen.offset
 _FLAGS_AT = _MsgHdr.flags.offset
 _LEN_AT = _MMsgHdr.len.offset
-_U32 = struct.Struct("@I")
 _SIZE = struct.Struct("@N")
 _CMSG = struct.Struct("@Nii")  # struct cmsghdr: length, level, type; the data follows, aligned
 _CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
@@ -116,7 +115,8 @@ _FIELDS = [_header_fields(count) for count in range(SLOTS + 1)]
 
 class DatagramBatch:
     """Batched reads and replies on one non-blocking UDP socket (see the module's docstring):
-    `receive`, then `datagrams` and `hosts` (lists in slot order), then `send` the replies."""
+    `receive`, then `datagrams`, `senders` and `hosts` (lists in slot order), then `send` replies,
+    now or after later receives (a sender is plain bytes, kept as long as needed)."""
 
     def __init__(self, sock: socket.socket, destinations: bool) -> None:
         assert AVAILABLE
@@ -124,11 +124,10 @@ class DatagramBatch:
         self._sock = sock
         self._fd = sock.fileno()
         self._v6 = sock.family == socket.AF_INET6
-        namelen = NAME_SIZE if self._v6 else 16
-        self._in = _Ring(namelen, destinations)
-        self._out = _Ring(namelen, False)
-        self._names_at = ctypes.addressof(self._in.names)
-        self._destinations = destinations
+        self._namelen = NAME_SIZE if self._v6 else 16
+        self._in = _Ring(self._namelen, destinations)
+        self._out = _Ring(self._namelen, False)
+        self.destinations = destinations
         self._count = 0
         self._hosts: dict[bytes, str] = {}
 
@@ -159,10 +158,15 @@ class DatagramBatch:
         return [None if fields[2 * i] & MSG_TRUNC else data[i * SLOT_SIZE : i * SLOT_SIZE + fields[2 * i + 1]]
                 for i in range(self._count)]
 
+    def senders(self) -> list[bytes]:
+        """Each sender's address as the kernel gave it (a sockaddr), to send its reply to."""
+        names, length = self._in.names, self._namelen
+        return [names[i * NAME_SIZE : i * NAME_SIZE + length] for i in range(self._count)]
+
     def hosts(self) -> list[str]:
         """Each sender's address as text, as `recvfrom` would give it (port aside)."""
         names = self._in.names.raw
-        start, stop = (8, 24) if self._v6 else (4, 8)
+        start, stop = (8, 24) if self._v6 else (4, 8)  # the address in a sockaddr_in6 / sockaddr_in
         known = self._hosts
         return [known.get(raw) or self._host_text(raw)
                 for raw in [names[i * NAME_SIZE + start : i * NAME_SIZE + stop] for i in range(self._count)]]
@@ -173,19 +177,10 @@ class DatagramBatch:
         host = self._hosts[raw] = socket.inet_ntop(socket.AF_INET6 if self._v6 else socket.AF_INET, raw)
         return host
 
-    def address(self, i: int) -> tuple:
-        """Datagram `i`'s sender as the socket module spells addresses, for a reply sent later."""
-        name = self._in.names[i * NAME_SIZE : (i + 1) * NAME_SIZE]
-        port = int.from_bytes(name[2:4], "big")
-        if not self._v6:
-            return (socket.inet_ntop(socket.AF_INET, name[4:8]), port)
-        flowinfo, scope = int.from_bytes(name[4:8], "big"), _U32.unpack_from(name, 24)[0]
-        return (socket.inet_ntop(socket.AF_INET6, name[8:24]), port, flowinfo, scope)
-
     def reply_source(self, i: int) -> Ancillary:
         """For a wildcard socket: the control data that makes a reply to datagram `i` leave from
         the address it was sent to (empty otherwise)."""
-        if not self._destinations:
+        if not self.destinations:
             return []
         if _SIZE.unpack_from(self._in.headers_view, i * _HDR + _CONTROLLEN_AT)[0] < _CMSG.size:
             return []
@@ -193,23 +188,27 @@ class DatagramBatch:
         length, level, kind = _CMSG.unpack_from(self._in.controls_view, start)
         return reply_source([(level, kind, self._in.controls[start + _CMSG.size : start + length])])
 
-    def send(self, replies: list[tuple[int, bytes]]) -> int:
-        """Send each reply to the sender of its datagram (by index); how many were dropped.
-        sendmmsg stops at the first reply the kernel refuses: with its buffer full the rest are
-        dropped (the network may drop any datagram; clients ask again), any other error costs
-        that one reply only. Each reply fits a slot: UDP replies never exceed `OUR_UDP_SIZE`."""
-        out, pack, names_at = self._out, _SIZE.pack_into, self._names_at
-        queued = 0
-        for i, data in replies:
-            out.data_view[queued * SLOT_SIZE : queued * SLOT_SIZE + len(data)] = data
-            pack(out.iovs_view, queued * _IOV + _IOV_LEN_AT, len(data))
-            pack(out.headers_view, queued * _HDR, names_at + i * NAME_SIZE)  # msg_name: the sender's own bytes
-            if self._destinations:
-                pack(out.headers_view, queued * _HDR + _CONTROLLEN_AT, self._control(queued, self.reply_source(i)))
-            queued += 1
-        return self._flush(queued)
+    def send(self, replies: list[tuple[bytes, Ancillary | None, bytes]]) -> int:
+        """Send each reply (to a sender from `senders`, from the address `source` names on a
+        wildcard socket); how many were dropped. sendmmsg stops at the first reply the kernel
+        refuses: with its buffer full the rest are dropped (the network may drop any datagram;
+        clients ask again), any other error costs that one reply only. Each reply fits a slot:
+        UDP replies never exceed `OUR_UDP_SIZE`."""
+        if len(replies) <= SLOTS:
+            return self._send_slots(replies)
+        return sum(self._send_slots(replies[first : first + SLOTS]) for first in range(0, len(replies), SLOTS))
 
-    def _control(self, k: int, source: Ancillary) -> int:
+    def _send_slots(self, replies: list[tuple[bytes, Ancillary | None, bytes]]) -> int:
+        out, pack = self._out, _SIZE.pack_into
+        for k, (sender, source, data) in enumerate(replies):
+            out.data_view[k * SLOT_SIZE : k * SLOT_SIZE + len(data)] = data
+            pack(out.iovs_view, k * _IOV + _IOV_LEN_AT, len(data))
+            out.names_view[k * NAME_SIZE : k * NAME_SIZE + len(sender)] = sender
+            if self.destinations:
+                pack(out.headers_view, k * _HDR + _CONTROLLEN_AT, self._control(k, source))
+        return self._flush(len(replies))
+
+    def _control(self, k: int, source: Ancillary | None) -> int:
         """Write `source` (one control message, or none) into send slot `k`; its length."""
         if not source:
             return 0

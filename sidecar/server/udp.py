@@ -30,6 +30,7 @@ MAX_DATAGRAM = 65535
 # a while): 4 MiB keeps thousands of them instead of dropping them. The kernel caps it at
 # net.core.rmem_max.
 RECEIVE_BUFFER = 4 * 1024 * 1024
+Peer = tuple | bytes  # a client's address: a socket-module tuple, or the sockaddr bytes of a batch
 
 
 class UdpListener:
@@ -52,6 +53,8 @@ class UdpListener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batched = batched
         self.batch: DatagramBatch | None = None
+        self._outbox: list[tuple[Peer, Ancillary | None, bytes]] = []
+        self._flush_soon = False
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -79,17 +82,24 @@ class UdpListener:
         if not count:
             return
         at_once = self.handler.cached if self.limiter is None else self._at_once
-        ready: list[tuple[int, bytes]] = []
-        for i, (data, host) in enumerate(zip(batch.datagrams(), batch.hosts(), strict=True)):
+        outbox, wildcard = self._outbox, batch.destinations
+        senders, hosts = batch.senders(), batch.hosts()
+        for i, data in enumerate(batch.datagrams()):
             if data is None:
                 continue  # larger than any query: dropped
-            reply = at_once(data, host, "udp")
+            reply = at_once(data, hosts[i], "udp")
             if reply is None:
-                self._later(data, batch.address(i), batch.reply_source(i))
+                self._later(data, hosts[i], senders[i], batch.reply_source(i) if wildcard else None)
             elif reply:  # b"": rate limiting says nothing at all
-                ready.append((i, reply))
-        if ready:
-            self.dropped += batch.send(ready)
+                outbox.append((senders[i], batch.reply_source(i) if wildcard else None, reply))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what the outbox holds (batched: replies ready now, and those that came later)."""
+        self._flush_soon = False
+        if self._outbox and self._sock.fileno() != -1:
+            outbox, self._outbox = self._outbox, []
+            self.dropped += self.batch.send(outbox)
 
     def _readable(self) -> None:
         recvfrom = self._sock.recvfrom
@@ -116,21 +126,29 @@ class UdpListener:
                 continue
             self.datagram_received(data, addr, reply_source(ancdata))
 
-    def _send(self, reply: bytes, addr: tuple, source: Ancillary | None = None) -> None:
+    def _send(self, reply: bytes, peer: Peer, source: Ancillary | None = None) -> None:
+        """Send `reply` to `peer`: into the outbox when batched (sent before the loop next
+        waits, with everything else ready by then), else on its own."""
+        if self.batch is not None:
+            self._outbox.append((peer, source, reply))
+            if not self._flush_soon:
+                self._flush_soon = True
+                self._loop.call_soon(self._flush)
+            return
         try:
             if source:
-                self._sock.sendmsg([reply], source, 0, addr)
+                self._sock.sendmsg([reply], source, 0, peer)
             else:
-                self._sock.sendto(reply, addr)
+                self._sock.sendto(reply, peer)
         except (BlockingIOError, InterruptedError):
             self.dropped += 1
         except OSError as exc:
-            log.debug("UDP reply to %s not sent: %s", addr[0], exc)
+            log.debug("UDP reply to %s not sent: %s", peer[0], exc)
 
     def datagram_received(self, data: bytes, addr: tuple, source: Ancillary | None = None) -> None:
         reply = self._at_once(data, addr[0])
         if reply is None:
-            self._later(data, addr, source)
+            self._later(data, addr[0], addr, source)
         elif reply:
             self._send(reply, addr, source)
 
@@ -143,32 +161,33 @@ class UdpListener:
                 return (truncated_reply(data) or b"") if verdict is Verdict.SLIP else b""
         return self.handler.cached(data, host, transport)
 
-    def _later(self, data: bytes, addr: tuple, source: Ancillary | None) -> None:
+    def _later(self, data: bytes, host: str, peer: Peer, source: Ancillary | None) -> None:
         """A query the packet cache cannot answer: the handler's middle path, else a task."""
         if len(self._pending) + self._relaying >= self.max_pending:
             self.dropped += 1
             return
+        if not self._relaying:
+            self._idle.clear()
         self._relaying += 1
-        self._idle.clear()
-        if self.handler.respond(data, addr[0], "udp", lambda reply: self._relayed(reply, addr, source)):
+        if self.handler.respond(data, host, "udp", lambda reply: self._relayed(reply, peer, source)):
             return
-        self._relayed(None, addr, source)
-        task = self._loop.create_task(self._answer(data, addr, source))
+        self._relayed(None, peer, source)
+        task = self._loop.create_task(self._answer(data, host, peer, source))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _relayed(self, reply: bytes | None, addr: tuple, source: Ancillary | None) -> None:
+    def _relayed(self, reply: bytes | None, peer: Peer, source: Ancillary | None) -> None:
         """The end of a query the handler answered without a task (now, or from a callback)."""
         self._relaying -= 1
         if not self._relaying:
             self._idle.set()
         if reply is not None and self._sock.fileno() != -1:
-            self._send(reply, addr, source)
+            self._send(reply, peer, source)
 
-    async def _answer(self, data: bytes, addr: tuple, source: Ancillary | None) -> None:
-        reply = await self.handler.handle(data, addr[0], "udp")
+    async def _answer(self, data: bytes, host: str, peer: Peer, source: Ancillary | None) -> None:
+        reply = await self.handler.handle(data, host, "udp")
         if reply is not None and self._sock.fileno() != -1:
-            self._send(reply, addr, source)
+            self._send(reply, peer, source)
 
     async def drain(self) -> None:
         """Let queries already being resolved finish (used on shutdown)."""
@@ -180,6 +199,8 @@ class UdpListener:
 
     def close(self) -> None:
         if self._sock.fileno() != -1:
+            if self.batch is not None:
+                self._flush()  # the last replies, from queries that finished while draining
             if self._loop is not None:
                 self._loop.remove_reader(self._sock.fileno())
             self._sock.close()
