@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from sidecar.server.batchio import AVAILABLE, SLOT_SIZE, SLOTS, DatagramBatch
-from sidecar.server.pktinfo import IP_PKTINFO
+from sidecar.batchio import AVAILABLE, SLOT_SIZE, SLOTS, DatagramBatch
+from sidecar.pktinfo import IP_PKTINFO
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="recvmmsg/sendmmsg are Linux system calls")
 

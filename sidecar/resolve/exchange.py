@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from dnslib import DNSLabel
 
+from ..batchio import QuestionBatch
 from ..endpoint import Endpoint
 from ..wire import HEADER, OUR_OPT, frame
 
@@ -124,6 +125,8 @@ class _UdpSocket:
             raise
         self._sock = sock
         self._loop = loop
+        self._batch = QuestionBatch.open(sock)
+        self._queued: list[tuple[int, bytes]] = []  # (ID, question) to send at the end of this loop turn
         self.pending: dict[int, Waiting] = {}
         self.sent = 0
         self.born = loop.time()
@@ -132,12 +135,29 @@ class _UdpSocket:
         loop.add_reader(sock.fileno(), self._readable)
 
     def send(self, qid: int, question: Question, dnssec_ok: bool, deadline: float, done: Done) -> None:
-        """Raises OSError when the kernel refuses the datagram at once."""
-        self._sock.send(question.request(qid, dnssec_ok))
+        """Batched, the question leaves with the others of this loop turn, and a refusal reaches
+        `done` as its OSError; otherwise it leaves now, and a refusal raises OSError here."""
+        request = question.request(qid, dnssec_ok)
+        if self._batch is None:
+            self._sock.send(request)
+        else:
+            if not self._queued:
+                self._loop.call_soon(self._flush)
+            self._queued.append((qid, request))
         self.sent += 1
         self.pending[qid] = (question, done, deadline)
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        if self._sock.fileno() == -1:
+            return  # closed meanwhile: whoever waited has been told
+        for index, exc in self._batch.send([request for _, request in queued]):
+            waiting = self.pending.pop(queued[index][0], None)
+            if waiting is not None:
+                waiting[1](exc)
+        self._close_if_idle()
 
     def _readable(self) -> None:
         recv = self._sock.recv

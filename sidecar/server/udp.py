@@ -16,10 +16,10 @@ import asyncio
 import logging
 import socket
 
+from ..batchio import DatagramBatch
+from ..pktinfo import IP_PKTINFO, Ancillary, reply_source
 from ..wire import truncated_reply
-from .batchio import DatagramBatch
 from .handler import QueryHandler
-from .pktinfo import IP_PKTINFO, Ancillary, reply_source
 from .ratelimit import RateLimiter, Verdict
 
 log = logging.getLogger(__name__)

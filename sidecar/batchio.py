@@ -1,15 +1,15 @@
 """Datagrams by the batch: one recvmmsg(2) reads up to `SLOTS` queries and one sendmmsg(2) sends
-the replies that are ready at once, where recvfrom/sendto cost two system calls, two Python calls
-and an address tuple built and parsed again per query. Under load that is a fifth of the CPU a
-repeat query costs (bench/). Linux only, through ctypes: `DatagramBatch.open` returns None
-elsewhere, and the listener then reads datagram by datagram.
+a loop turn's replies (`DatagramBatch`, the listener's side) or a loop turn's questions to one
+upstream (`QuestionBatch`), where recvfrom/sendto cost a system call, a Python call and an
+address tuple built and parsed again per datagram. Under load that is a fifth of the CPU a
+repeat query costs (bench/). Linux only, through ctypes: `open` returns None elsewhere, and
+callers go datagram by datagram.
 
 All buffers are allocated once. A received datagram stays in its slot until the next `receive`,
-so everything a caller wants to keep (the query bytes, the sender's address) is copied out; a
-reply is copied into the send slot of the same index and goes out with the next `flush`, to the
-sender's address bytes as the kernel gave them (no tuple, no parsing). On a wildcard address the
-query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the same way, and each reply leaves from
-the address its query was sent to."""
+so what a caller keeps (the query, the sender's address as the kernel gave it: plain bytes) is
+copied out; a reply is copied into a send slot and goes to those address bytes, no tuple and no
+parsing. On a wildcard address the query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the
+same way, and each reply leaves from the address its query was sent to."""
 
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ import socket
 import struct
 import sys
 
-from ..wire import OUR_UDP_SIZE
 from .pktinfo import Ancillary, reply_source
+from .wire import OUR_UDP_SIZE
 
 SLOTS = 64
 SLOT_SIZE = 4096  # a bigger query is no query anyone sends: it arrives cut (MSG_TRUNC) and is dropped
+QUESTION_SLOT_SIZE = 512  # a question we send upstream: header, a name of at most 255 bytes, our OPT
 NAME_SIZE = 28  # struct sockaddr_in6, the larger of the two
 CONTROL_SIZE = 64  # room for one pktinfo control message either way
 MSG_DONTWAIT = 0x40
@@ -80,15 +81,15 @@ AVAILABLE = _CALLS is not None
 class _Ring:
     """`SLOTS` message headers, each with its own data, address and control buffer."""
 
-    def __init__(self, namelen: int, control: bool) -> None:
-        self.data = ctypes.create_string_buffer(SLOTS * SLOT_SIZE)
+    def __init__(self, slot_size: int, namelen: int, control: bool) -> None:
+        self.data = ctypes.create_string_buffer(SLOTS * slot_size)
         self.names = ctypes.create_string_buffer(SLOTS * NAME_SIZE)
         self.controls = ctypes.create_string_buffer(SLOTS * CONTROL_SIZE)
         self.iovs = (_IoVec * SLOTS)()
         self.headers = (_MMsgHdr * SLOTS)()
         for i in range(SLOTS):
-            self.iovs[i].base = ctypes.addressof(self.data) + i * SLOT_SIZE
-            self.iovs[i].len = SLOT_SIZE
+            self.iovs[i].base = ctypes.addressof(self.data) + i * slot_size
+            self.iovs[i].len = slot_size
             hdr = self.headers[i].hdr
             hdr.name = ctypes.addressof(self.names) + i * NAME_SIZE
             hdr.namelen = namelen
@@ -120,13 +121,13 @@ class DatagramBatch:
 
     def __init__(self, sock: socket.socket, destinations: bool) -> None:
         assert AVAILABLE
-        self._recvmmsg, self._sendmmsg = _CALLS
+        self._recvmmsg = _CALLS[0]
         self._sock = sock
         self._fd = sock.fileno()
         self._v6 = sock.family == socket.AF_INET6
         self._namelen = NAME_SIZE if self._v6 else 16
-        self._in = _Ring(self._namelen, destinations)
-        self._out = _Ring(self._namelen, False)
+        self._in = _Ring(SLOT_SIZE, self._namelen, destinations)
+        self._out = _Ring(SLOT_SIZE, self._namelen, False)
         self.destinations = destinations
         self._count = 0
         self._hosts: dict[bytes, str] = {}
@@ -190,10 +191,8 @@ class DatagramBatch:
 
     def send(self, replies: list[tuple[bytes, Ancillary | None, bytes]]) -> int:
         """Send each reply (to a sender from `senders`, from the address `source` names on a
-        wildcard socket); how many were dropped. sendmmsg stops at the first reply the kernel
-        refuses: with its buffer full the rest are dropped (the network may drop any datagram;
-        clients ask again), any other error costs that one reply only. Each reply fits a slot:
-        UDP replies never exceed `OUR_UDP_SIZE`."""
+        wildcard socket); how many were dropped, as the network may drop any datagram (clients
+        ask again). Each reply fits a slot: UDP replies never exceed `OUR_UDP_SIZE`."""
         if len(replies) <= SLOTS:
             return self._send_slots(replies)
         return sum(self._send_slots(replies[first : first + SLOTS]) for first in range(0, len(replies), SLOTS))
@@ -219,14 +218,53 @@ class DatagramBatch:
         return _CMSG.size + -(-len(data) // _CMSG_ALIGN) * _CMSG_ALIGN
 
     def _flush(self, queued: int) -> int:
-        start = dropped = 0
-        while start < queued:
-            sent = self._sendmmsg(self._fd, self._out.address + start * _HDR, queued - start, MSG_DONTWAIT)
-            if sent > 0:
-                start += sent
-                continue
-            if ctypes.get_errno() in (errno.EAGAIN, errno.ENOBUFS):
-                return dropped + queued - start
-            start += 1
-            dropped += 1
-        return dropped
+        return len(_send_queued(self._fd, self._out, queued))
+
+
+def _send_queued(fd: int, ring: _Ring, count: int) -> list[tuple[int, int]]:
+    """sendmmsg the first `count` messages of `ring`; the (index, errno) of each one not sent.
+    sendmmsg stops at the first message the kernel refuses: with its buffer full the rest fail
+    too, any other error costs that one message only."""
+    sendmmsg = _CALLS[1]
+    failed: list[tuple[int, int]] = []
+    start = 0
+    while start < count:
+        sent = sendmmsg(fd, ring.address + start * _HDR, count - start, MSG_DONTWAIT)
+        if sent > 0:
+            start += sent
+            continue
+        code = ctypes.get_errno()
+        if code in (errno.EAGAIN, errno.ENOBUFS):
+            failed.extend((i, code) for i in range(start, count))
+            break
+        failed.append((start, code))
+        start += 1
+    return failed
+
+
+class QuestionBatch:
+    """The questions asked of one upstream during a loop turn, sent on its connected socket with
+    one sendmmsg: the upstream is woken once for them, not once per question."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        assert AVAILABLE
+        self._fd = sock.fileno()
+        self._ring = _Ring(QUESTION_SLOT_SIZE, 0, False)  # connected: no address per message
+
+    @classmethod
+    def open(cls, sock: socket.socket) -> QuestionBatch | None:
+        """A batch for `sock`, or None where the system calls are not there (not Linux)."""
+        return cls(sock) if AVAILABLE else None
+
+    def send(self, messages: list[bytes]) -> list[tuple[int, OSError]]:
+        """Send `messages` in order; the index and error of each one the kernel refused."""
+        ring, pack = self._ring, _SIZE.pack_into
+        failed: list[tuple[int, OSError]] = []
+        for first in range(0, len(messages), SLOTS):
+            chunk = messages[first : first + SLOTS]
+            for k, data in enumerate(chunk):
+                ring.data_view[k * QUESTION_SLOT_SIZE : k * QUESTION_SLOT_SIZE + len(data)] = data
+                pack(ring.iovs_view, k * _IOV + _IOV_LEN_AT, len(data))
+            failed += [(first + k, OSError(code, os.strerror(code)))
+                       for k, code in _send_queued(self._fd, ring, len(chunk))]
+        return failed
