@@ -6,6 +6,7 @@ a packet-cache hit never touches dnslib."""
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -83,9 +84,13 @@ class PlainQuestion:
     qkey: QuestionKey
 
 
+_PLAIN_NAME = re.compile(rb"[!-\[\]-~]*")  # printable ASCII but space and backslash
+
+
 def plain_question(data: bytes) -> PlainQuestion | None:
     """The question of a plain query, or None when it needs the full parser (anything unusual:
-    non-ASCII or dotted labels, an over-long name, an EDNS version other than 0)."""
+    a label with a dot, a space, a backslash or a byte outside printable ASCII, which the
+    parser's presentation form escapes; an over-long name; an EDNS version other than 0)."""
     qkey = question_key(data)
     if qkey is None:
         return None
@@ -94,10 +99,11 @@ def plain_question(data: bytes) -> PlainQuestion | None:
     while data[pos]:
         labels.append(data[pos + 1 : pos + 1 + data[pos]])
         pos += data[pos] + 1
-    if qend - 16 > 255 or any(b"." in label or not label.isascii() for label in labels):
+    joined = b".".join(labels)
+    if qend - 16 > 255 or joined.count(b".") != max(len(labels) - 1, 0) or not _PLAIN_NAME.fullmatch(joined):
         return None
     qtype, qclass = _TWO_SHORTS.unpack_from(data, qend - 4)
-    name = b".".join(labels).decode("ascii") + "."
+    name = joined.decode("ascii") + "."
     if len(data) == qend:
         return PlainQuestion(name, qtype, qclass, False, MIN_UDP_SIZE, qkey)
     if data[qend + 6]:  # EDNS version

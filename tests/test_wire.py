@@ -132,6 +132,15 @@ def test_plain_question_reads_what_the_slow_path_needs_without_dnslib():
     assert plain_question(packed_query("web.dev.test")).udp_limit == 512
     dotted = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x04test\x00\x00\x01\x00\x01"
     assert plain_question(dotted) is None  # left to the full parser, which answers FORMERR
+    assert plain_question(packed_query(".", "NS")).name == "."
+
+
+@pytest.mark.parametrize("label", [b"\t", b" ", b"a\\b", b"\x7f"])
+def test_labels_the_presentation_form_escapes_are_left_to_the_parser(label):
+    """A tab or a backslash in a label is legal on the wire; read by hand it would make a name
+    that means something else (or nothing: "\t.apps.test." stripped to ".apps.test.")."""
+    query = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + bytes((len(label),)) + label
+    assert plain_question(query + b"\x04test\x00\x00\x01\x00\x01") is None
 
 
 @pytest.mark.parametrize(("ttls", "expected"), [((300, 60, 3600), 60), ((300, 0), 0), ((), 7200)])
