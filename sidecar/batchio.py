@@ -127,7 +127,7 @@ class DatagramBatch:
         self._v6 = sock.family == socket.AF_INET6
         self._namelen = NAME_SIZE if self._v6 else 16
         self._in = _Ring(SLOT_SIZE, self._namelen, destinations)
-        self._out = _Ring(SLOT_SIZE, self._namelen, False)
+        self._out: _Ring | None = None  # made on the first `send`: a socket that only reads needs none
         self.destinations = destinations
         self._count = 0
         self._hosts: dict[bytes, str] = {}
@@ -158,6 +158,13 @@ class DatagramBatch:
         data = self._in.data
         return [None if fields[2 * i] & MSG_TRUNC else data[i * SLOT_SIZE : i * SLOT_SIZE + fields[2 * i + 1]]
                 for i in range(self._count)]
+
+    def datagrams_or_cut(self) -> list[bytes]:
+        """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for
+        replies, whose header is still good and whose caller can ask again (over TCP)."""
+        fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
+        data = self._in.data
+        return [data[i * SLOT_SIZE : i * SLOT_SIZE + fields[2 * i + 1]] for i in range(self._count)]
 
     def senders(self) -> list[bytes]:
         """Each sender's address as the kernel gave it (a sockaddr), to send its reply to."""
@@ -193,6 +200,8 @@ class DatagramBatch:
         """Send each reply (to a sender from `senders`, from the address `source` names on a
         wildcard socket); how many were dropped, as the network may drop any datagram (clients
         ask again). Each reply fits a slot: UDP replies never exceed `OUR_UDP_SIZE`."""
+        if self._out is None:
+            self._out = _Ring(SLOT_SIZE, self._namelen, False)
         if len(replies) <= SLOTS:
             return self._send_slots(replies)
         return sum(self._send_slots(replies[first : first + SLOTS]) for first in range(0, len(replies), SLOTS))

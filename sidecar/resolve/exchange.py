@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from dnslib import DNSLabel
 
-from ..batchio import QuestionBatch
+from ..batchio import SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
 from ..endpoint import Endpoint
 from ..wire import HEADER, OUR_OPT, frame
 
@@ -38,6 +38,7 @@ TCP_IDLE_SECONDS = 10.0
 MAX_REPLY = 65535
 _RD = 0x0100
 _QR = 0x8000
+_TC = 0x02  # in the header's third byte
 _FLAGS_QDCOUNT = struct.Struct("!HH")
 
 Outcome = bytes | Exception
@@ -126,6 +127,7 @@ class _UdpSocket:
         self._sock = sock
         self._loop = loop
         self._batch = QuestionBatch.open(sock)
+        self._replies = DatagramBatch.open(sock, destinations=False)
         self._queued: list[tuple[int, bytes]] = []  # (ID, question) to send at the end of this loop turn
         self.pending: dict[int, Waiting] = {}
         self.sent = 0
@@ -160,18 +162,37 @@ class _UdpSocket:
         self._close_if_idle()
 
     def _readable(self) -> None:
-        recv = self._sock.recv
-        pending = self.pending
         while True:
             try:
-                data = recv(MAX_REPLY)
-            except (BlockingIOError, InterruptedError):
-                return
+                replies = self._receive()
             except OSError as exc:
                 # A connected socket reports ICMP errors (port unreachable: nobody listens) for
                 # the socket, not per question: everyone waiting learns the upstream is not there.
                 self._fail_all(exc)
                 return
+            if not replies:
+                return
+            self._deliver(replies)
+            if self._sock.fileno() == -1 or (self._replies is not None and len(replies) < SLOTS):
+                return  # closed (retired and done), or read out
+
+    def _receive(self) -> list[bytes]:
+        """What has arrived: a batch of replies, or one reply, or none. A reply larger than a
+        batch slot (an upstream that ignored our EDNS size) is marked truncated, so it is asked
+        again over TCP."""
+        if self._replies is None:
+            try:
+                return [self._sock.recv(MAX_REPLY)]
+            except (BlockingIOError, InterruptedError):
+                return []
+        if not self._replies.receive():
+            return []
+        return [data if len(data) < SLOT_SIZE else data[:2] + bytes((data[2] | _TC,)) + data[3:]
+                for data in self._replies.datagrams_or_cut()]
+
+    def _deliver(self, replies: list[bytes]) -> None:
+        pending = self.pending
+        for data in replies:
             if len(data) < 12:
                 continue
             qid = int.from_bytes(data[:2], "big")
