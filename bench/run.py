@@ -146,9 +146,9 @@ def table(results: dict) -> str:
     --workers run was made too, a dns-sidecar cell reads "one process / N workers"."""
     rows = results["workloads"]
     ours = ("ours", "workers") if "workers_qps" in rows[0] else ("ours",)
-    title = f" (1 / {results['settings']['workers']} workers)" if len(ours) > 1 else ""
+    title = f", 1 / {results['settings']['workers']} workers" if len(ours) > 1 else ""
     lines = [f"| workload | dns-sidecar{title} | dnsmasq | ratio | p50 / p99 ms (sidecar{title}) "
-             f"| p50 / p99 ms (dnsmasq) | CPU µs per query (sidecar{title} / dnsmasq) |",
+             f"| p50 / p99 ms (dnsmasq) | CPU µs per query (sidecar{title}; dnsmasq) |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
         rate = " / ".join(f"{row[key + '_qps']:,}" for key in ours)
@@ -156,7 +156,7 @@ def table(results: dict) -> str:
         latency = " · ".join(f"{row[key + '_p50_ms']} / {row[key + '_p99_ms']}" for key in ours)
         cpu = " / ".join(str(row[key + "_cpu_us"]) for key in ours)
         lines.append(f"| {row['workload']} | {rate} q/s | {row['dnsmasq_qps']:,} q/s | {ratio} | {latency} | "
-                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} | {cpu} / {row['dnsmasq_cpu_us']} |")
+                     f"{row['dnsmasq_p50_ms']} / {row['dnsmasq_p99_ms']} | {cpu}; {row['dnsmasq_cpu_us']} |")
     swap, build, mem, idle = results["zone_swap"], results["zone_build"], results["memory"], results["idle_cpu"]
     lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
                  f"{_seconds(swap['load_s'], swap)} / {_seconds(swap['swap_s'], swap)} | | | "

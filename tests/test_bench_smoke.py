@@ -41,7 +41,7 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     assert set(results["idle_cpu"]) == {"ours_pct", "dnsmasq_pct", "seconds"}
 
     table = [line for line in result.stdout.splitlines() if line.startswith("|")]
-    assert table[0].startswith("| workload | dns-sidecar (1 / 2 workers) | dnsmasq | ratio")
+    assert table[0].startswith("| workload | dns-sidecar, 1 / 2 workers | dnsmasq | ratio")
     assert [line.split("|")[1].strip() for line in table[2:5]] == ["local", "forward-cached", "forward-uncacheable"]
     assert any("resident memory" in line for line in table)
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
