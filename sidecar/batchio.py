@@ -50,7 +50,6 @@ class _MMsgHdr(ctypes.Structure):
 _HDR = ctypes.sizeof(_MMsgHdr)
 _IOV = ctypes.sizeof(_IoVec)
 _IOV_LEN_AT = _IoVec.len.offset
-_NAMELEN_AT = _MsgHdr.namelen.offset
 _CONTROLLEN_AT = _MsgHdr.controllen.offset
 _FLAGS_AT = _MsgHdr.flags.offset
 _LEN_AT = _MMsgHdr.len.offset
@@ -122,7 +121,6 @@ class DatagramBatch:
     def __init__(self, sock: socket.socket, destinations: bool) -> None:
         assert AVAILABLE
         self._recvmmsg = _CALLS[0]
-        self._sock = sock
         self._fd = sock.fileno()
         self._v6 = sock.family == socket.AF_INET6
         self._namelen = NAME_SIZE if self._v6 else 16

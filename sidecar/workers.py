@@ -36,6 +36,8 @@ def _die_with_parent() -> None:
 
 
 class Supervisor:
+    """Forks `count` workers, each running `serve(index)`, and keeps them running."""
+
     def __init__(self, count: int, serve: Callable[[int], int]) -> None:
         self.count = count
         self._serve = serve
@@ -54,6 +56,8 @@ class Supervisor:
                 pid, status = os.wait()
             except ChildProcessError:
                 break
+            if pid not in self._children:
+                continue
             index, started = self._children.pop(pid)
             exit_code = os.waitstatus_to_exitcode(status)
             if self._stopping:
