@@ -222,6 +222,10 @@ class _UdpSocket:
         for waiting in pending.values():
             waiting[1](exc)
 
+    @property
+    def has_queued(self) -> bool:
+        return bool(self._queued)
+
     def worn_out(self, now: float) -> bool:
         return self.sent >= ROTATE_AFTER or now - self.born >= ROTATE_SECONDS
 
@@ -254,8 +258,13 @@ class _UdpPool:
         self._next = 0
 
     def send(self, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
-        index = self._next = (self._next + 1) % POOL_SIZE
+        """On the pool's next socket; while questions of this loop turn wait to leave together
+        on one socket (batched), the next question joins them there."""
+        index = self._next
         sock = self._slots[index]
+        if sock is None or not sock.has_queued:
+            index = self._next = (index + 1) % POOL_SIZE
+            sock = self._slots[index]
         now = self._loop.time()
         if sock is not None and sock.worn_out(now):
             sock.retire()
