@@ -69,7 +69,7 @@ class Server:
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far (from /proc, all threads), with its worker
         processes' under --workers."""
-        return sum(_cpu_seconds(pid) for pid in (self.pid, *_children(self.pid)))
+        return sum(_cpu_seconds(pid) for pid in (self.pid, *children(self.pid)))
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -87,9 +87,10 @@ class Server:
                 self.proc.wait(5)
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid` (a supervisor's workers)."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in path.read_text().split()] if path.exists() else []
+    return {int(child) for child in path.read_text().split()} if path.exists() else set()
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -2,8 +2,8 @@
 dns-sidecar runs twice: as one process, and with `--workers N` (default: one per core).
 
 Needs `dnsperf` and `dnsmasq` on PATH (Debian: `apt-get install dnsperf dnsmasq-base`) and, for the
-chart, matplotlib (`pip install -e '.[bench]'`); it installs nothing. The two servers are run in
-turn (alternating, so drift on a shared machine hits both), and the table gives ratios: absolute
+chart, matplotlib (`pip install -e '.[bench]'`); it installs nothing. The servers are run in
+turn (alternating, so drift on a shared machine hits them all), and the table gives ratios: absolute
 figures move from run to run. Writes `latest.json` and `latest.png` to --out (bench/results)."""
 
 from __future__ import annotations

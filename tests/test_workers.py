@@ -17,15 +17,11 @@ import dns.query
 import dns.rcode
 import pytest
 from conftest import free_port, query, start_daemon, wait_for
+from daemons import children
 
 from sidecar.workers import STARTUP_SECONDS
 
 RECORD = "svc.workers.test. 60 IN A 192.0.2.44"
-
-
-def children(pid: int) -> set[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(p) for p in path.read_text().split()} if path.exists() else set()
 
 
 def alive(pid: int) -> bool:

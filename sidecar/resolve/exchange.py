@@ -38,7 +38,7 @@ TCP_IDLE_SECONDS = 10.0
 MAX_REPLY = 65535
 _RD = 0x0100
 _QR = 0x8000
-_TC = 0x02  # in the header's third byte
+TC = 0x02  # the truncation bit, in the header's third byte
 _FLAGS_QDCOUNT = struct.Struct("!HH")
 
 Outcome = bytes | Exception
@@ -187,7 +187,7 @@ class _UdpSocket:
                 return []
         if not self._replies.receive():
             return []
-        return [data if len(data) < SLOT_SIZE else data[:2] + bytes((data[2] | _TC,)) + data[3:]
+        return [data if len(data) < SLOT_SIZE else data[:2] + bytes((data[2] | TC,)) + data[3:]
                 for data in self._replies.datagrams_or_cut()]
 
     def _deliver(self, replies: list[bytes]) -> None:

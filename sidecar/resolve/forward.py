@@ -26,13 +26,12 @@ from ..records import normalize_name
 from ..wire import answer_from_reply, without_opt
 from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
-from .exchange import Exchanger, Outcome, Question
+from .exchange import TC, Exchanger, Outcome, Question
 from .health import Health
 
 log = logging.getLogger(__name__)
 
 BUDGET_FACTOR = 1.5
-_TC = 0x02  # in the second byte of the header
 _PROBE = Question.of(".", QTYPE.NS, 1)
 _PARSE_ERRORS = (DNSError, ValueError, IndexError, UnicodeError, struct.error)
 _TRY_ANOTHER = frozenset((RCODE.SERVFAIL, RCODE.REFUSED))  # plain ints: dnslib's RCODE lookups are slow
@@ -170,7 +169,7 @@ class Forwarder:
                 self._try_next(flight)
                 return
             self.health.answered(upstream)
-            if outcome[2] & _TC:
+            if outcome[2] & TC:
                 leg = asyncio.get_running_loop().create_task(self._over_tcp(flight, upstream))
                 self._tcp_legs.add(leg)
                 leg.add_done_callback(self._tcp_legs.discard)

@@ -4,8 +4,9 @@ plain question through callbacks, and turns anything else into a task. Queries i
 bounded, so a flood sheds load instead of growing memory.
 
 On Linux a wake-up reads up to 64 datagrams with one recvmmsg and sends the replies that are ready
-at once with one sendmmsg (`batchio`); elsewhere it reads them one `recvfrom` at a time. Replies
-that come later (relayed from upstream, built on the slow path) are sent on their own. Reading the
+at once with one sendmmsg (`batchio`); replies that come later (relayed from upstream, built on
+the slow path) wait in an outbox sent once per loop turn. Elsewhere it reads and sends datagram
+by datagram. Reading the
 socket directly rather than through an asyncio datagram transport costs about a tenth less CPU
 per query (see bench/). A reply that finds the send buffer full is dropped, as the network may
 drop any datagram: the client asks again."""
@@ -16,7 +17,7 @@ import asyncio
 import logging
 import socket
 
-from ..batchio import DatagramBatch
+from ..batchio import SLOTS, DatagramBatch
 from ..pktinfo import IP_PKTINFO, Ancillary, reply_source
 from ..wire import truncated_reply
 from .handler import QueryHandler
@@ -24,7 +25,7 @@ from .ratelimit import RateLimiter, Verdict
 
 log = logging.getLogger(__name__)
 
-BATCH = 64  # datagrams handled per wake-up before other callbacks get their turn (one recvmmsg)
+BATCH = SLOTS  # datagrams handled per wake-up before other callbacks get their turn, batched or not
 MAX_DATAGRAM = 65535
 # Queries wait here while the loop is busy (a large zone being swapped in holds the interpreter for
 # a while): 4 MiB keeps thousands of them instead of dropping them. The kernel caps it at
