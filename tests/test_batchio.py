@@ -3,11 +3,12 @@ come out as recvfrom spells them, replies reach each sender from the address it 
 datagram too large for a slot is refused rather than read cut."""
 
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from sidecar.batchio import AVAILABLE, SLOT_SIZE, SLOTS, DatagramBatch
+from sidecar.batchio import AVAILABLE, SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
 from sidecar.pktinfo import IP_PKTINFO
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="recvmmsg/sendmmsg are Linux system calls")
@@ -127,3 +128,18 @@ def test_on_a_wildcard_socket_each_reply_leaves_from_the_address_its_query_was_s
     assert replies == {b"to .7": ("127.0.0.7", port), b"to .8": ("127.0.0.8", port)}
     server.close()
     client.close()
+
+
+def test_a_question_the_kernel_refuses_costs_that_question_only():
+    """A connected socket whose upstream port is closed: the ICMP error is reported to the next
+    send, which fails alone; the questions after it still leave."""
+    nobody = udp(socket.AF_INET, ("127.0.0.1", 0))
+    port = nobody.getsockname()[1]
+    nobody.close()
+    upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    upstream.connect(("127.0.0.1", port))
+    upstream.send(b"first")  # answered by ICMP port unreachable, queued on the socket
+    time.sleep(0.1)
+    failed = QuestionBatch(upstream).send([b"second", b"third"])
+    assert [(index, type(exc)) for index, exc in failed] == [(0, ConnectionRefusedError)]
+    upstream.close()
