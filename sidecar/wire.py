@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSRecord
@@ -263,10 +262,11 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
     return [(ttl_at, ttl) for _, ttl_at, rtype, ttl, _ in _records(message) if rtype != _OPT]
 
 
-def _records(message: bytes, question_end: int | None = None) -> Iterator[tuple[int, int, int, int, int]]:
+def _records(message: bytes, question_end: int | None = None) -> list[tuple[int, int, int, int, int]]:
     """Where each record of a packed message starts, where its TTL field is, its type and TTL,
     and where it ends (from `question_end` when the caller knows where the questions end). A
-    record that runs past the end raises IndexError, a cut-off one IndexError or struct.error."""
+    record that runs past the end raises IndexError, a cut-off one IndexError or struct.error.
+    A list, not a generator: a relayed reply walks its two or three records on the hot path."""
     _, _, qd, an, ns, ar = HEADER.unpack_from(message)
     pos = 12
     if question_end is not None:
@@ -274,16 +274,17 @@ def _records(message: bytes, question_end: int | None = None) -> Iterator[tuple[
     else:
         for _ in range(qd):
             pos = _skip_name(message, pos) + 4
+    unpack, found = _RR_FIXED.unpack_from, []
     for _ in range(an + ns + ar):
-        start = pos
-        # An owner name is most often a compression pointer to the question: two bytes.
-        pos = pos + 2 if message[pos] >= 0xC0 else _skip_name(message, pos)
-        rtype, _, ttl, rdlength = _RR_FIXED.unpack_from(message, pos)
-        ttl_at = pos + 4
+        start, first = pos, message[pos]
+        # An owner name is most often a compression pointer to the question, or the root (OPT).
+        pos = pos + 2 if first >= 0xC0 else pos + 1 if first == 0 else _skip_name(message, pos)
+        rtype, _, ttl, rdlength = unpack(message, pos)
+        found.append((start, pos + 4, rtype, ttl, pos + 10 + rdlength))
         pos += 10 + rdlength
-        if pos > len(message):
-            raise IndexError("record data runs past the end of the message")
-        yield start, ttl_at, rtype, ttl, pos
+    if pos > len(message):
+        raise IndexError("record data runs past the end of the message")
+    return found
 
 
 def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:

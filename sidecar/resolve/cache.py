@@ -59,7 +59,9 @@ class AnswerCache:
     def __init__(self, max_entries: int = 10_000, min_ttl: int = 0, max_ttl: int = 86_400,
                  stale_ttl: int = 86_400, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
-        self._failures: OrderedDict[CacheKey, tuple[float, str]] = OrderedDict()
+        # key -> (until when, why). Public so the forwarding hot path can skip calling `failure`
+        # and `forget_failure` while it is empty, which is nearly always.
+        self.failures: OrderedDict[CacheKey, tuple[float, str]] = OrderedDict()
         self.max_entries = max_entries
         self.min_ttl = min_ttl
         self.max_ttl = max_ttl
@@ -134,21 +136,21 @@ class AnswerCache:
 
     def put_failure(self, key: CacheKey, reason: str) -> None:
         """Remember that no upstream could answer `key`, for `FAILURE_TTL` seconds."""
-        self._failures[key] = (self._clock() + FAILURE_TTL, reason)
-        self._failures.move_to_end(key)
-        while len(self._failures) > self.max_entries:
-            self._failures.popitem(last=False)
+        self.failures[key] = (self._clock() + FAILURE_TTL, reason)
+        self.failures.move_to_end(key)
+        while len(self.failures) > self.max_entries:
+            self.failures.popitem(last=False)
 
     def forget_failure(self, key: CacheKey) -> None:
         """An upstream answered `key`: a failure remembered for it no longer holds."""
-        self._failures.pop(key, None)
+        self.failures.pop(key, None)
 
     def failure(self, key: CacheKey) -> str | None:
         """Why `key` failed a moment ago, or None."""
-        found = self._failures.get(key)
+        found = self.failures.get(key)
         if found is None:
             return None
         if self._clock() >= found[0]:
-            del self._failures[key]
+            del self.failures[key]
             return None
         return found[1]

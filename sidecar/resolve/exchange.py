@@ -52,11 +52,13 @@ class Question:
 
     name: bytes
     tail: bytes
+    end: int = field(init=False)  # where this question ends in a message that holds it first and alone
+    _after_id: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)  # `request` but its ID
 
-    @property
-    def end(self) -> int:
-        """Where this question ends in a message that holds it first and alone."""
-        return 12 + len(self.name) + 4
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "end", 12 + len(self.name) + 4)
+        asked = HEADER.pack(0, _RD, 1, 0, 0, 1)[2:] + self.name + self.tail
+        object.__setattr__(self, "_after_id", (asked + OUR_OPT[False], asked + OUR_OPT[True]))
 
     @classmethod
     def of(cls, qname: str, qtype: int, qclass: int) -> Question:
@@ -74,7 +76,7 @@ class Question:
     def request(self, qid: int, dnssec_ok: bool) -> bytes:
         """A recursive query with EDNS (our UDP size, DO as the client asked, no options: no
         client subnet is ever added)."""
-        return HEADER.pack(qid, _RD, 1, 0, 0, 1) + self.name + self.tail + OUR_OPT[dnssec_ok]
+        return qid.to_bytes(2, "big") + self._after_id[dnssec_ok]
 
     def answers(self, reply: bytes) -> bool:
         """Whether `reply` is a response whose single question is this one (case aside)."""
@@ -128,7 +130,7 @@ class _UdpSocket:
         self._loop = loop
         self._batch = QuestionBatch.open(sock)
         self._replies = DatagramBatch.open(sock, destinations=False)
-        self._queued: list[tuple[int, bytes]] = []  # (ID, question) to send at the end of this loop turn
+        self.queued: list[tuple[int, bytes]] = []  # (ID, question) to send at the end of this loop turn
         self.pending: dict[int, Waiting] = {}
         self.sent = 0
         self.born = loop.time()
@@ -143,16 +145,16 @@ class _UdpSocket:
         if self._batch is None:
             self._sock.send(request)
         else:
-            if not self._queued:
+            if not self.queued:
                 self._loop.call_soon(self._flush)
-            self._queued.append((qid, request))
+            self.queued.append((qid, request))
         self.sent += 1
         self.pending[qid] = (question, done, deadline)
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _flush(self) -> None:
-        queued, self._queued = self._queued, []
+        queued, self.queued = self.queued, []
         if self._sock.fileno() == -1:
             return  # closed meanwhile: whoever waited has been told
         for index, exc in self._batch.send([request for _, request in queued]):
@@ -222,13 +224,6 @@ class _UdpSocket:
         for waiting in pending.values():
             waiting[1](exc)
 
-    @property
-    def has_queued(self) -> bool:
-        return bool(self._queued)
-
-    def worn_out(self, now: float) -> bool:
-        return self.sent >= ROTATE_AFTER or now - self.born >= ROTATE_SECONDS
-
     def retire(self) -> None:
         """Take no new questions; close once the last one waiting is done."""
         self.retired = True
@@ -262,12 +257,12 @@ class _UdpPool:
         on one socket (batched), the next question joins them there."""
         index = self._next
         sock = self._slots[index]
-        if sock is None or not sock.has_queued:
+        if sock is None or not sock.queued:
             index = self._next = (index + 1) % POOL_SIZE
             sock = self._slots[index]
         now = self._loop.time()
-        if sock is not None and sock.worn_out(now):
-            sock.retire()
+        if sock is not None and (sock.sent >= ROTATE_AFTER or now - sock.born >= ROTATE_SECONDS):
+            sock.retire()  # worn out: the next socket gets a new random port
             sock = None
         if sock is None:
             sock = self._slots[index] = _UdpSocket(self._loop, self._upstream)

@@ -16,6 +16,7 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from dnslib import QTYPE, RCODE, DNSError
 
@@ -52,8 +53,9 @@ def _why(exc: Exception) -> str:
 
 @dataclass(eq=False, slots=True)
 class _Flight:
-    """One question on its way upstream: who waits for it, the upstreams still to try (in health
-    order), when its budget runs out, and why each upstream failed so far."""
+    """One question on its way upstream: who waits for it, the upstreams to try (in health order;
+    the first `tried` have been, the last of them is being asked now), when its budget runs out,
+    and why each upstream failed so far."""
 
     cache_key: CacheKey
     targets: tuple[Endpoint, ...]
@@ -71,7 +73,7 @@ class Forwarder:
         self._upstreams = upstreams
         self.cache = cache
         self.timeout = timeout
-        self.conditional = ConditionalForwards(()) if conditional is None else conditional
+        self._rules = conditional or None  # None when there are no rules: no lookup per question
         self.exchanger = Exchanger()
         self.health = Health(self._probe)
         self._inflight: dict[FlightKey, _Flight] = {}
@@ -107,7 +109,7 @@ class Forwarder:
             if found is None:
                 found = self._named[key] = tuple(parse_endpoint(u) for u in named)
             return found
-        ruled = self.conditional.upstreams_for(qname)
+        ruled = None if self._rules is None else self._rules.upstreams_for(qname)
         return tuple(self._upstreams()) if ruled is None else ruled
 
     def ask(self, key: CacheKey, targets: tuple[Endpoint, ...], question: Question, waiter: Waiter) -> None:
@@ -120,15 +122,15 @@ class Forwarder:
         if flight is not None:
             flight.waiters.append(waiter)
             return
-        reason = self.cache.failure(key)
+        reason = self.cache.failure(key) if self.cache.failures else None
         if reason is None and not targets:
             reason = "no upstream resolver configured"
         if reason is not None:
             waiter(self._stale_or(key, UpstreamError(reason, repeated=True)))
             return
         deadline = time.monotonic() + self.timeout * BUDGET_FACTOR
-        flight = self._inflight[flight_key] = _Flight(key, targets, question, self.health.order(targets),
-                                                      deadline, [waiter])
+        order = self.health.order(targets) if self.health.dead else targets
+        flight = self._inflight[flight_key] = _Flight(key, targets, question, order, deadline, [waiter])
         self._try_next(flight)
 
     def _try_next(self, flight: _Flight) -> None:
@@ -142,7 +144,7 @@ class Forwarder:
             flight.tried += 1
             try:
                 self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3], remaining,
-                                        lambda outcome, upstream=upstream: self._on_udp(flight, upstream, outcome))
+                                        partial(self._on_udp, flight))
                 return
             except OSError as exc:
                 self._upstream_failed(flight, upstream, exc)
@@ -162,13 +164,15 @@ class Forwarder:
         if self._inflight.get((flight.cache_key, flight.targets)) is flight:
             self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
 
-    def _on_udp(self, flight: _Flight, upstream: Endpoint, outcome: Outcome) -> None:
+    def _on_udp(self, flight: _Flight, outcome: Outcome) -> None:
+        upstream = flight.order[flight.tried - 1]  # a flight asks one upstream at a time
         try:
             if isinstance(outcome, Exception):
                 self._upstream_failed(flight, upstream, outcome)
                 self._try_next(flight)
                 return
-            self.health.answered(upstream)
+            if self.health.dead:
+                self.health.answered(upstream)
             if outcome[2] & TC:
                 leg = asyncio.get_running_loop().create_task(self._over_tcp(flight, upstream))
                 self._tcp_legs.add(leg)
@@ -209,7 +213,8 @@ class Forwarder:
             self._try_next(flight)
             return
         if answer is None:
-            self.cache.forget_failure(flight.cache_key)
+            if self.cache.failures:
+                self.cache.forget_failure(flight.cache_key)
             self._settle(flight, relayed)
         else:
             self._settle(flight, self.cache.put(flight.cache_key, answer))

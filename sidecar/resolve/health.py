@@ -27,41 +27,43 @@ class Health:
         self._probe = probe
         self.interval = interval
         self._clock = clock
-        self._dead: dict[Endpoint, float] = {}  # upstream -> when it was last wanted
+        # upstream -> when it was last wanted. Public so the forwarding hot path can skip calling
+        # `order` and `answered` while it is empty, which is nearly always.
+        self.dead: dict[Endpoint, float] = {}
         self._task: asyncio.Task | None = None
 
     def is_dead(self, upstream: Endpoint) -> bool:
-        return upstream in self._dead
+        return upstream in self.dead
 
     def order(self, upstreams: Sequence[Endpoint]) -> Sequence[Endpoint]:
         """The live upstreams in their configured order; all of them if none is alive."""
-        if not self._dead:
+        if not self.dead:
             return upstreams
-        alive = [u for u in upstreams if u not in self._dead]
+        alive = [u for u in upstreams if u not in self.dead]
         now = self._clock()
         for upstream in upstreams:
-            if upstream in self._dead:
-                self._dead[upstream] = now
+            if upstream in self.dead:
+                self.dead[upstream] = now
         return alive or upstreams
 
     def failed(self, upstream: Endpoint, reason: str) -> None:
-        if upstream not in self._dead:
+        if upstream not in self.dead:
             log.warning("upstream %s is not answering (%s); skipped until it answers again", upstream, reason)
-        self._dead[upstream] = self._clock()
+        self.dead[upstream] = self._clock()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._probe_dead())
 
     def answered(self, upstream: Endpoint) -> None:
-        if self._dead.pop(upstream, None) is not None:
+        if self.dead.pop(upstream, None) is not None:
             log.info("upstream %s answers again", upstream)
 
     async def _probe_dead(self) -> None:
-        while self._dead:
+        while self.dead:
             await asyncio.sleep(self.interval)
             now = self._clock()
-            for upstream, wanted in list(self._dead.items()):
+            for upstream, wanted in list(self.dead.items()):
                 if now - wanted > FORGET_AFTER:
-                    del self._dead[upstream]
+                    del self.dead[upstream]
                     continue
                 try:
                     await self._probe(upstream)

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from dnslib import CLASS, RCODE, DNSRecord
 
@@ -19,7 +20,7 @@ from ..records import type_name
 from ..resolve.cache import CacheKey
 from ..resolve.chain import Chain
 from ..resolve.exchange import Question
-from ..resolve.forward import relayed_answer
+from ..resolve.forward import Settled, relayed_answer
 from ..store import Store
 from ..wire import (
     PlainQuestion,
@@ -181,8 +182,13 @@ class QueryHandler:
             send(self._finish(asked, cached))
             return True
         forwarder.ask(relay.cache_key, forwarder.targets(relay.cache_key[0]), relay.question,
-                      lambda settled: send(self._finish(asked, self._settled(asked, settled))))
+                      partial(self._relay_settled, asked, send))
         return True
+
+    def _relay_settled(self, asked: _Asked, send: Callable[[bytes | None], None], settled: Settled) -> None:
+        if isinstance(settled, UpstreamError):
+            settled = self._servfail(asked, settled)
+        send(self._finish(asked, settled))
 
     def _remember(self, memo_key: bytes, data: bytes, plain: PlainQuestion, qname: str) -> _Relay:
         if len(self._relays) >= MAX_RELAYS:
@@ -216,7 +222,7 @@ class QueryHandler:
             try:
                 answer = await self.chain.resolve(query)
             except UpstreamError as exc:
-                answer = self._settled(asked, exc)
+                answer = self._servfail(asked, exc)
             except Exception:  # a plug-in's bug must cost one answer, not the server
                 log.exception("resolver failed on %s %s", query.name, query.type_name)
                 answer = SERVFAIL
@@ -237,11 +243,9 @@ class QueryHandler:
                       client, transport, view, self.store.zone.generation, time.perf_counter())
 
     @staticmethod
-    def _settled(asked: _Asked, settled: Answer | bytes | UpstreamError) -> Answer | bytes:
-        if not isinstance(settled, UpstreamError):
-            return settled
-        log.log(logging.DEBUG if settled.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", asked.name,
-                type_name(asked.qtype), settled)
+    def _servfail(asked: _Asked, error: UpstreamError) -> Answer:
+        log.log(logging.DEBUG if error.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", asked.name,
+                type_name(asked.qtype), error)
         return SERVFAIL
 
     def _finish(self, asked: _Asked, answer: Answer | bytes) -> bytes | None:

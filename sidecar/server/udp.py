@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from functools import partial
 
 from ..batchio import SLOTS, DatagramBatch
 from ..pktinfo import IP_PKTINFO, Ancillary, reply_source
@@ -170,14 +171,14 @@ class UdpListener:
         if not self._relaying:
             self._idle.clear()
         self._relaying += 1
-        if self.handler.respond(data, host, "udp", lambda reply: self._relayed(reply, peer, source)):
+        if self.handler.respond(data, host, "udp", partial(self._relayed, peer, source)):
             return
-        self._relayed(None, peer, source)
+        self._relayed(peer, source, None)
         task = self._loop.create_task(self._answer(data, host, peer, source))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _relayed(self, reply: bytes | None, peer: Peer, source: Ancillary | None) -> None:
+    def _relayed(self, peer: Peer, source: Ancillary | None, reply: bytes | None) -> None:
         """The end of a query the handler answered without a task (now, or from a callback)."""
         self._relaying -= 1
         if not self._relaying:
