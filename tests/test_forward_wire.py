@@ -24,6 +24,7 @@ from sidecar.endpoint import Endpoint
 from sidecar.errors import UpstreamError
 from sidecar.outcome import Answer, Query
 from sidecar.resolve.cache import AnswerCache
+from sidecar.resolve.exchange import Question
 from sidecar.resolve.forward import Forwarder
 
 Reply = Callable[[dns.message.Message, tuple, socket.socket], None]
@@ -113,6 +114,21 @@ def test_spoofed_and_mismatched_replies_are_ignored(scripted) -> None:
 
     answer = with_forwarder(lambda fwd: fwd.resolve(Query("www.spoof.test.", QTYPE.A)), upstream.endpoint)
     assert [str(rr.rdata) for rr in answer.answer] == ["192.0.2.1"]
+
+
+def test_a_reply_matches_its_question_in_any_case_of_the_name_but_not_another_type() -> None:
+    question = Question.of("www.case.test.", 65, 1)  # type 65 (HTTPS) is the bytes 00 41: "A" in ASCII
+    sent = question.request(0x1234, False)
+    reply = bytearray(sent)
+    reply[2] |= 0x80  # QR: a response
+    name_end = question.end - 4
+    assert question.answers(bytes(reply))
+    assert question.answers(bytes(reply[:12] + reply[12:name_end].upper() + reply[name_end:]))  # 0x20 echo
+    assert not question.answers(bytes(reply[:name_end] + b"\x00a\x00\x01" + reply[question.end:]))  # type 97
+    assert not question.answers(sent)  # a query, not a response
+    assert not question.answers(bytes(reply[:5]) + b"\x02" + bytes(reply[6:]))  # two questions
+    assert not question.answers(bytes(reply[:13]) + b"x" + bytes(reply[14:]))  # another name
+    assert not question.answers(bytes(reply[: question.end - 1]))  # cut short
 
 
 def test_ids_and_source_ports_vary_no_client_subnet_do_bit_carried(scripted) -> None:

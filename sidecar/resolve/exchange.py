@@ -37,9 +37,7 @@ SWEEP_SECONDS = 0.05
 TCP_IDLE_SECONDS = 10.0
 MAX_REPLY = 65535
 _RD = 0x0100
-_QR = 0x8000
 TC = 0x02  # the truncation bit, in the header's third byte
-_FLAGS_QDCOUNT = struct.Struct("!HH")
 
 Outcome = bytes | Exception
 Done = Callable[[Outcome], None]
@@ -53,11 +51,14 @@ class Question:
     name: bytes
     tail: bytes
     end: int = field(init=False)  # where this question ends in a message that holds it first and alone
+    _wire: bytes = field(init=False, repr=False, compare=False)  # name and tail
     _after_id: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)  # `request` but its ID
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "end", 12 + len(self.name) + 4)
-        asked = HEADER.pack(0, _RD, 1, 0, 0, 1)[2:] + self.name + self.tail
+        wire = self.name + self.tail
+        asked = HEADER.pack(0, _RD, 1, 0, 0, 1)[2:] + wire
+        object.__setattr__(self, "end", 12 + len(wire))
+        object.__setattr__(self, "_wire", wire)
         object.__setattr__(self, "_after_id", (asked + OUR_OPT[False], asked + OUR_OPT[True]))
 
     @classmethod
@@ -79,13 +80,14 @@ class Question:
         return qid.to_bytes(2, "big") + self._after_id[dnssec_ok]
 
     def answers(self, reply: bytes) -> bool:
-        """Whether `reply` is a response whose single question is this one (case aside)."""
-        if len(reply) < 12 + len(self.name) + 4:
+        """Whether `reply` is a response whose single question is this one (case aside: most
+        upstreams echo the lower case we sent, so the plain comparison settles it)."""
+        end = self.end
+        if len(reply) < end or not reply[2] & 0x80 or reply[4:6] != b"\x00\x01":  # QR set, QDCOUNT 1
             return False
-        flags, qdcount = _FLAGS_QDCOUNT.unpack_from(reply, 2)
-        end = 12 + len(self.name)
-        return (flags & _QR != 0 and qdcount == 1 and reply[12:end].lower() == self.name
-                and reply[end:end + 4] == self.tail)
+        found = reply[12:end]
+        return found == self._wire or (
+            found[-4:] == self.tail and found[:-4].lower() == self.name)
 
 
 class QueryIds:
