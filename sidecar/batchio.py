@@ -111,6 +111,11 @@ def _header_fields(count: int) -> struct.Struct:
 
 
 _FIELDS = [_header_fields(count) for count in range(SLOTS + 1)]
+# Where each slot's datagram starts, and its iovec's length field: zipped with a batch's messages,
+# which are fewer (strict=False).
+_DATA_OFFSETS = range(0, SLOTS * SLOT_SIZE, SLOT_SIZE)
+_QUESTION_OFFSETS = range(0, SLOTS * QUESTION_SLOT_SIZE, QUESTION_SLOT_SIZE)
+_IOV_LEN_OFFSETS = range(_IOV_LEN_AT, SLOTS * _IOV, _IOV)
 
 
 class DatagramBatch:
@@ -129,6 +134,10 @@ class DatagramBatch:
         self.destinations = destinations
         self._count = 0
         self._hosts: dict[bytes, str] = {}
+        # Where each slot's sockaddr is, and its address within (sockaddr_in6 / sockaddr_in).
+        first, last = (8, 24) if self._v6 else (4, 8)
+        self._sender_slices = [slice(at, at + self._namelen) for at in range(0, SLOTS * NAME_SIZE, NAME_SIZE)]
+        self._host_slices = [slice(at + first, at + last) for at in range(0, SLOTS * NAME_SIZE, NAME_SIZE)]
 
     @classmethod
     def open(cls, sock: socket.socket, destinations: bool) -> DatagramBatch | None:
@@ -153,29 +162,28 @@ class DatagramBatch:
     def datagrams(self) -> list[bytes | None]:
         """The datagrams of the last `receive`; None for one that was cut to fit its slot."""
         fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
-        data = self._in.data
-        return [None if fields[2 * i] & MSG_TRUNC else data[i * SLOT_SIZE : i * SLOT_SIZE + fields[2 * i + 1]]
-                for i in range(self._count)]
+        data, flags, lengths = self._in.data, fields[::2], fields[1::2]
+        if any(flags):  # rare: some message came with flags (MSG_TRUNC); look at each
+            return [None if flag & MSG_TRUNC else data[at : at + length]
+                    for at, flag, length in zip(_DATA_OFFSETS, flags, lengths, strict=False)]
+        return [data[at : at + length] for at, length in zip(_DATA_OFFSETS, lengths, strict=False)]
 
     def datagrams_or_cut(self) -> list[bytes]:
         """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for
         replies, whose header is still good and whose caller can ask again (over TCP)."""
         fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
         data = self._in.data
-        return [data[i * SLOT_SIZE : i * SLOT_SIZE + fields[2 * i + 1]] for i in range(self._count)]
+        return [data[at : at + length] for at, length in zip(_DATA_OFFSETS, fields[1::2], strict=False)]
 
     def senders(self) -> list[bytes]:
         """Each sender's address as the kernel gave it (a sockaddr), to send its reply to."""
-        names, length = self._in.names, self._namelen
-        return [names[i * NAME_SIZE : i * NAME_SIZE + length] for i in range(self._count)]
+        return list(map(self._in.names.__getitem__, self._sender_slices[: self._count]))
 
     def hosts(self) -> list[str]:
         """Each sender's address as text, as `recvfrom` would give it (port aside)."""
-        names = self._in.names.raw
-        start, stop = (8, 24) if self._v6 else (4, 8)  # the address in a sockaddr_in6 / sockaddr_in
-        known = self._hosts
-        return [known.get(raw) or self._host_text(raw)
-                for raw in [names[i * NAME_SIZE + start : i * NAME_SIZE + stop] for i in range(self._count)]]
+        known, text = self._hosts, self._host_text
+        return [known.get(raw) or text(raw)
+                for raw in map(self._in.names.raw.__getitem__, self._host_slices[: self._count])]
 
     def _host_text(self, raw: bytes) -> str:
         if len(self._hosts) >= _HOSTS_KEPT:
@@ -206,11 +214,15 @@ class DatagramBatch:
 
     def _send_slots(self, replies: list[tuple[bytes, Ancillary | None, bytes]]) -> int:
         out, pack = self._out, _SIZE.pack_into
-        for k, (sender, source, data) in enumerate(replies):
-            out.data_view[k * SLOT_SIZE : k * SLOT_SIZE + len(data)] = data
-            pack(out.iovs_view, k * _IOV + _IOV_LEN_AT, len(data))
-            out.names_view[k * NAME_SIZE : k * NAME_SIZE + len(sender)] = sender
-            if self.destinations:
+        data_view, iovs_view, names_view = out.data_view, out.iovs_view, out.names_view
+        for at, length_at, name, (sender, _, data) in zip(_DATA_OFFSETS, _IOV_LEN_OFFSETS, self._sender_slices,
+                                                         replies, strict=False):
+            size = len(data)
+            data_view[at : at + size] = data
+            pack(iovs_view, length_at, size)
+            names_view[name] = sender
+        if self.destinations:
+            for k, (_, source, _) in enumerate(replies):
                 pack(out.headers_view, k * _HDR + _CONTROLLEN_AT, self._control(k, source))
         return self._flush(len(replies))
 
@@ -269,9 +281,10 @@ class QuestionBatch:
         failed: list[tuple[int, OSError]] = []
         for first in range(0, len(messages), SLOTS):
             chunk = messages[first : first + SLOTS]
-            for k, data in enumerate(chunk):
-                ring.data_view[k * QUESTION_SLOT_SIZE : k * QUESTION_SLOT_SIZE + len(data)] = data
-                pack(ring.iovs_view, k * _IOV + _IOV_LEN_AT, len(data))
+            for at, length_at, data in zip(_QUESTION_OFFSETS, _IOV_LEN_OFFSETS, chunk, strict=False):
+                size = len(data)
+                ring.data_view[at : at + size] = data
+                pack(ring.iovs_view, length_at, size)
             failed += [(first + k, OSError(code, os.strerror(code)))
                        for k, code in _send_queued(self._fd, ring, len(chunk))]
         return failed

@@ -72,15 +72,17 @@ def question_key(data: bytes) -> QuestionKey | None:
 
 @dataclass(frozen=True, slots=True)
 class PlainQuestion:
-    """What the slow path needs from a plain query, read by hand (no dnslib): the name as asked,
-    type, class, DO bit, the client's UDP limit, and the packet-cache key."""
+    """What answering needs from a query's question: the name as asked, type, class, DO bit, the
+    client's UDP limit, and the packet-cache key. Read by hand (no dnslib) from a plain query by
+    `plain_question`; the handler fills one from dnslib's parse for any other query, and then
+    `qkey` is None when the query has no packet-cache key."""
 
     name: str
     qtype: int
     qclass: int
     dnssec_ok: bool
     udp_limit: int
-    qkey: QuestionKey
+    qkey: QuestionKey | None
 
 
 _PLAIN_NAME = re.compile(rb"[!-\[\]-~]*")  # printable ASCII but space and backslash
@@ -222,8 +224,9 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
     if qkey is None or len(upstream) < 12:
         return None
     qend = qkey.question_end
-    # The same bytes up to the end of the client's question (case aside): the same question.
-    if upstream[12:qend].lower() != query[12:qend].lower():
+    # The client's question, the name's case aside: the same question.
+    question, found = query[12:qend], upstream[12:qend]
+    if found != question and (found[-4:] != question[-4:] or found[:-4].lower() != question[:-4].lower()):
         return None
     _, up_flags, _, an, ns, ar = HEADER.unpack_from(upstream)
     opt = b""
@@ -231,8 +234,8 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
         opt = OUR_OPT[query[qend + 7] >> 7]
         ar += 1
     client_flags = _SHORT.unpack_from(query, 2)[0]
-    flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080 | (up_flags & 0x0020) | (up_flags & 0xF)
-    reply = query[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, an, ns, ar) + query[12:qend] + upstream[qend:] + opt
+    flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080 | (up_flags & 0x002F)  # AD, rcode
+    reply = query[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, an, ns, ar) + question + upstream[qend:] + opt
     if limit is not None and len(reply) > limit:
         return truncated_reply(query)
     return reply
@@ -242,18 +245,26 @@ def without_opt(message: bytes, question_end: int | None = None) -> tuple[bytes,
     """A packed reply with its OPT record taken out (ARCOUNT lowered to match), and the smallest
     TTL of the records left (0 when none), in one walk: what relaying an upstream's reply needs.
     Its OPT answered our EDNS, not the client's: `relay_reply` gives the client ours. A caller
-    that has matched the reply's question passes where it ends, and the walk starts there."""
-    smallest = -1
-    opt: tuple[int, int] | None = None
-    for start, _, rtype, ttl, end in _records(message, question_end):
+    that has matched the reply's question passes where it ends, and the walk starts there. The
+    walk is `_records` written out: this runs once per relayed reply."""
+    if question_end is None:
+        question_end = _records_start(message)
+    _, _, _, an, ns, ar = HEADER.unpack_from(message)
+    unpack, pos, smallest, opt_at, opt_end = _RR_FIXED.unpack_from, question_end, -1, -1, 0
+    for _ in range(an + ns + ar):
+        at, first = pos, message[pos]
+        pos = pos + 2 if first >= 0xC0 else pos + 1 if first == 0 else _skip_name(message, pos)
+        rtype, _, ttl, rdlength = unpack(message, pos)
+        pos += 10 + rdlength
         if rtype == _OPT:
-            opt = (start, end)
+            opt_at, opt_end = at, pos
         elif ttl < smallest or smallest < 0:
             smallest = ttl
-    if opt is not None:
-        arcount = _SHORT.unpack_from(message, 10)[0]
-        message = message[:10] + _SHORT.pack(arcount - 1) + message[12 : opt[0]] + message[opt[1] :]
-    return message, max(smallest, 0)
+    if pos > len(message):
+        raise IndexError("record data runs past the end of the message")
+    if opt_at >= 0:
+        message = message[:10] + _SHORT.pack(ar - 1) + message[12:opt_at] + message[opt_end:]
+    return message, smallest if smallest > 0 else 0
 
 
 def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
@@ -265,15 +276,9 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
 def _records(message: bytes, question_end: int | None = None) -> list[tuple[int, int, int, int, int]]:
     """Where each record of a packed message starts, where its TTL field is, its type and TTL,
     and where it ends (from `question_end` when the caller knows where the questions end). A
-    record that runs past the end raises IndexError, a cut-off one IndexError or struct.error.
-    A list, not a generator: a relayed reply walks its two or three records on the hot path."""
-    _, _, qd, an, ns, ar = HEADER.unpack_from(message)
-    pos = 12
-    if question_end is not None:
-        pos = question_end
-    else:
-        for _ in range(qd):
-            pos = _skip_name(message, pos) + 4
+    record that runs past the end raises IndexError, a cut-off one IndexError or struct.error."""
+    _, _, _, an, ns, ar = HEADER.unpack_from(message)
+    pos = _records_start(message) if question_end is None else question_end
     unpack, found = _RR_FIXED.unpack_from, []
     for _ in range(an + ns + ar):
         start, first = pos, message[pos]
@@ -285,6 +290,14 @@ def _records(message: bytes, question_end: int | None = None) -> list[tuple[int,
     if pos > len(message):
         raise IndexError("record data runs past the end of the message")
     return found
+
+
+def _records_start(message: bytes) -> int:
+    """Where the records of a packed message start: after its questions."""
+    pos = 12
+    for _ in range(_SHORT.unpack_from(message, 4)[0]):
+        pos = _skip_name(message, pos) + 4
+    return pos
 
 
 def count_down(message: bytes, offsets: list[tuple[int, int]], elapsed: int) -> bytes:

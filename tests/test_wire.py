@@ -120,6 +120,11 @@ def test_relayed_reply_has_no_opt_for_a_client_without_edns():
 def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big():
     assert relay(upstream_reply("other.fwd.test"), packed_query("web.fwd.test"), 512) is None
     assert relay(upstream_reply("web.fwd.tes"), packed_query("web.fwd.test"), 512) is None
+    # HTTPS is type 65, the bytes 00 41 ("A"): folding case must not make it type 97 (00 61).
+    https = upstream_reply("web.fwd.test", "HTTPS")
+    assert relay(https, packed_query("WEB.fwd.test", "HTTPS"), 512) is not None
+    as_type_97 = https.replace(b"\x04test\x00\x00\x41", b"\x04test\x00\x00\x61", 1)
+    assert relay(as_type_97, packed_query("web.fwd.test", "HTTPS"), 512) is None
     big = relay(upstream_reply("web.fwd.test", count=40), packed_query("web.fwd.test"), 512)
     reply = DNSRecord.parse(big)
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.fwd.test."

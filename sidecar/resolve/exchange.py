@@ -132,10 +132,11 @@ class _UdpSocket:
         self._loop = loop
         self._batch = QuestionBatch.open(sock)
         self._replies = DatagramBatch.open(sock, destinations=False)
-        self.queued: list[tuple[int, bytes]] = []  # (ID, question) to send at the end of this loop turn
+        self.queued: list[bytes] = []  # questions to send at the end of this loop turn
+        self._queued_ids: list[int] = []  # and their IDs
         self.pending: dict[int, Waiting] = {}
         self.sent = 0
-        self.born = loop.time()
+        self.retire_at = loop.time() + ROTATE_SECONDS
         self.retired = False
         self._sweep_timer: asyncio.TimerHandle | None = None
         loop.add_reader(sock.fileno(), self._readable)
@@ -149,18 +150,20 @@ class _UdpSocket:
         else:
             if not self.queued:
                 self._loop.call_soon(self._flush)
-            self.queued.append((qid, request))
+            self.queued.append(request)
+            self._queued_ids.append(qid)
         self.sent += 1
         self.pending[qid] = (question, done, deadline)
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _flush(self) -> None:
-        queued, self.queued = self.queued, []
+        queued, ids = self.queued, self._queued_ids
+        self.queued, self._queued_ids = [], []
         if self._sock.fileno() == -1:
             return  # closed meanwhile: whoever waited has been told
-        for index, exc in self._batch.send([request for _, request in queued]):
-            waiting = self.pending.pop(queued[index][0], None)
+        for index, exc in self._batch.send(queued):
+            waiting = self.pending.pop(ids[index], None)
             if waiting is not None:
                 waiting[1](exc)
         self._close_if_idle()
@@ -263,7 +266,7 @@ class _UdpPool:
             index = self._next = (index + 1) % POOL_SIZE
             sock = self._slots[index]
         now = self._loop.time()
-        if sock is not None and (sock.sent >= ROTATE_AFTER or now - sock.born >= ROTATE_SECONDS):
+        if sock is not None and (sock.sent >= ROTATE_AFTER or now >= sock.retire_at):
             sock.retire()  # worn out: the next socket gets a new random port
             sock = None
         if sock is None:

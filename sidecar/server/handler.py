@@ -24,7 +24,6 @@ from ..resolve.forward import Settled, relayed_answer
 from ..store import Store
 from ..wire import (
     PlainQuestion,
-    QuestionKey,
     build_reply,
     dnssec_ok,
     error_reply,
@@ -50,17 +49,13 @@ MAX_RELAYS = 50_000
 @dataclass(slots=True)
 class _Asked:
     """One query between its arrival and its answer: its bytes (and parse, if one was needed),
-    packet-cache key, UDP size limit (None over TCP), question, who asked and how, the client's
-    view key (None: refused by the access policy), and the zone generation and time it arrived."""
+    question, UDP size limit (None over TCP), who asked and how, the client's view key (None:
+    refused by the access policy), and the zone generation and time it arrived."""
 
     data: bytes
     request: DNSRecord | None
-    qkey: QuestionKey | None
+    question: PlainQuestion
     limit: int | None
-    name: str
-    qtype: int
-    qclass: int
-    dnssec_ok: bool
     client: str
     transport: str
     view: bytes | None
@@ -212,8 +207,9 @@ class QueryHandler:
                 self.metrics.malformed += 1
                 return None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode)
         asked = self._asked(data, client, transport, plain, self._client_key(client), request)
-        query = Query(asked.name, asked.qtype, client, transport, self.store.zone.views_of(client), asked.dnssec_ok,
-                      asked.qclass)
+        question = asked.question
+        query = Query(question.name, question.qtype, client, transport, self.store.zone.views_of(client),
+                      question.dnssec_ok, question.qclass)
         if query.qclass != CLASS.IN:
             answer = REFUSED
         elif asked.view is None:
@@ -230,22 +226,19 @@ class QueryHandler:
 
     def _asked(self, data: bytes, client: str, transport: str, plain: PlainQuestion | None, view: bytes | None,
                request: DNSRecord | None = None) -> _Asked:
-        """What answering `data` needs to remember until the answer comes, read from the plain
-        question or else from the parsed request."""
-        if plain is not None:
-            name, qtype, qclass, qkey = plain.name, plain.qtype, plain.qclass, plain.qkey
-            do_bit, udp_size = plain.dnssec_ok, plain.udp_limit
-        else:
+        """What answering `data` needs to remember until the answer comes: the plain question,
+        or else the same read from the parsed request."""
+        if plain is None:
             assert request is not None
-            name, qtype, qclass = str(request.q.qname), request.q.qtype, request.q.qclass
-            do_bit, udp_size, qkey = dnssec_ok(request), udp_limit(request), question_key(data)
-        return _Asked(data, request, qkey, None if transport == "tcp" else udp_size, name, qtype, qclass, do_bit,
-                      client, transport, view, self.store.zone.generation, time.perf_counter())
+            plain = PlainQuestion(str(request.q.qname), request.q.qtype, request.q.qclass, dnssec_ok(request),
+                                  udp_limit(request), question_key(data))
+        return _Asked(data, request, plain, None if transport == "tcp" else plain.udp_limit, client, transport, view,
+                      self.store.zone.generation, time.perf_counter())
 
     @staticmethod
     def _servfail(asked: _Asked, error: UpstreamError) -> Answer:
-        log.log(logging.DEBUG if error.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", asked.name,
-                type_name(asked.qtype), error)
+        log.log(logging.DEBUG if error.repeated else logging.WARNING, "SERVFAIL for %s %s: %s", asked.question.name,
+                type_name(asked.question.qtype), error)
         return SERVFAIL
 
     def _finish(self, asked: _Asked, answer: Answer | bytes) -> bytes | None:
@@ -256,7 +249,7 @@ class QueryHandler:
             wire, rcode, source, cache_for = answer, answer[3] & 0xF, "forward", 0
         else:
             wire, rcode, source, cache_for = answer.wire, answer.rcode, answer.source, answer.cache_for
-        data, qkey = asked.data, asked.qkey
+        data, qkey = asked.data, asked.question.qkey
         reply = relay_reply(wire, data, qkey, asked.limit) if wire is not None else None
         if reply is None:  # a local answer, or relayed bytes that do not fit this client as they are
             try:
@@ -272,7 +265,8 @@ class QueryHandler:
         seconds = time.perf_counter() - asked.started
         self.metrics.answered(asked.transport, rcode, source, asked.view or b"", seconds)
         if self.query_log is not None:
-            self.query_log.answered(asked.client, asked.transport, asked.name, asked.qtype, rcode, source, seconds)
+            self.query_log.answered(asked.client, asked.transport, asked.question.name, asked.question.qtype, rcode,
+                                    source, seconds)
         return reply
 
     def _stranger(self, query: Query) -> Answer:
