@@ -91,13 +91,26 @@ def test_uncacheable_reply_is_not_kept():
 
 
 def test_a_query_that_missed_hits_once_its_answer_is_kept():
-    """A miss remembers the query's normalized key, never the miss itself."""
+    """A miss is remembered only until the next reply is kept, whichever question it answers."""
     cache = PacketCache()
     query = make_query("Web.Dev.Test.", qid=9)
     assert cache.answer(query, SUFFIX, 1) is None
     assert cache.answer(query, SUFFIX, 1) is None
+    store(cache, make_query("other.dev.test."), 60)
+    assert cache.answer(query, SUFFIX, 1) is None
     store(cache, make_query("web.dev.test."), 60)
     assert dns.message.from_wire(cache.answer(query, SUFFIX, 1)).id == 9
+
+
+def test_a_query_seen_before_a_zone_swap_misses_then_hits_the_new_zones_answer():
+    cache = PacketCache()
+    query = make_query()
+    store(cache, query, None, generation=1)
+    assert cache.answer(query, SUFFIX, 1) is not None
+    assert cache.answer(query, SUFFIX, 2) is None  # swapped: the old answer is gone
+    assert cache.answer(query, SUFFIX, 2) is None
+    store(cache, query, None, generation=2)
+    assert cache.answer(query, SUFFIX, 2) is not None
 
 
 def test_edns_cookie_does_not_split_the_cache_but_do_bit_does():
@@ -117,3 +130,6 @@ def test_exact_memo_is_bounded():
         name = "".join(c.upper() if qid >> i & 1 else c for i, c in enumerate("web.dev.test."))
         assert dns.message.from_wire(cache.answer(make_query(name, qid=qid), SUFFIX, 1)).id == qid
     assert len(cache._seen) <= 3 and len(cache._keys) <= 3
+    for qid in range(10):
+        assert cache.answer(make_query(f"n{qid}.dev.test."), SUFFIX, 1) is None
+    assert len(cache._missed) <= 3

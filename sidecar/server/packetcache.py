@@ -6,7 +6,8 @@ query as it arrived (minus its ID), which entry answered it and the reply alread
 asker's own (its question case, TTLs aged to the current second). A repeat query, the common case,
 then costs one slice, one dict lookup, two checks and one concatenation: no parsing at all.
 `_keys` remembers the normalized key of each exact query looked up, so a repeat that misses (an
-answer that may not be cached) is not parsed again either.
+answer that may not be cached) is not parsed again either, and `_missed` how many replies had been
+put when an exact query last missed: until another is put, it misses again without a lookup.
 
 Entries carry the zone generation they were built from, so any zone swap retires them all at
 once; forwarded entries also expire with their TTL and have their TTLs counted down on the way out."""
@@ -50,6 +51,8 @@ class PacketCache:
         self._entries: dict[bytes, _Packed] = {}
         self._seen: dict[bytes, _Seen] = {}
         self._keys: dict[bytes, QuestionKey | None] = {}
+        self._missed: dict[bytes, int] = {}
+        self._puts = 0
         self.max_entries = max_entries
         self._clock = clock
         self.hits = 0
@@ -62,7 +65,11 @@ class PacketCache:
         ready to send; None when it must take the slow path."""
         exact = query[2:] + suffix
         seen = self._seen.get(exact)
-        if seen is None or seen.entry.generation != generation:
+        if seen is None:
+            if self._missed.get(exact) == self._puts:
+                return None  # it missed, and nothing was put since
+            return self._sight(query, exact, suffix, generation)
+        if seen.entry.generation != generation:
             return self._sight(query, exact, suffix, generation)
         if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:
             return self._sight(query, exact, suffix, generation)  # a second went by: age the TTLs, or expire
@@ -70,28 +77,23 @@ class PacketCache:
         return query[:2] + seen.tail
 
     def _sight(self, query: bytes, exact: bytes, suffix: bytes, generation: int) -> bytes | None:
-        """Look `query` up by its normalized key and remember the ready reply for its exact bytes."""
+        """Look `query` up by its normalized key and remember the ready reply for its exact bytes,
+        or that it missed."""
         qkey = self._keys.get(exact, _UNKNOWN)
         if qkey is _UNKNOWN:
             if len(self._keys) >= self.max_entries:
                 self._keys.clear()
             qkey = self._keys[exact] = question_key(query)
-        if qkey is None:
-            return None
-        key = qkey.key + suffix
-        entry = self._entries.get(key)
+        entry = None if qkey is None else self._live(qkey.key + suffix, generation)
         if entry is None:
-            return None
-        if entry.generation != generation:
-            del self._entries[key]
+            self._seen.pop(exact, None)
+            if len(self._missed) >= self.max_entries:
+                self._missed.clear()
+            self._missed[exact] = self._puts
             return None
         age, renew_at = 0, FOREVER
         if entry.expires_at != FOREVER:
-            now = self._clock()
-            if now >= entry.expires_at:
-                del self._entries[key]
-                return None
-            age = int(now - entry.stored_at)
+            age = int(self._clock() - entry.stored_at)
             renew_at = min(entry.stored_at + age + 1, entry.expires_at)
         if len(self._seen) >= self.max_entries:
             self._seen.clear()  # cheap and rare: the next queries rebuild it from `_entries`
@@ -100,11 +102,23 @@ class PacketCache:
         self.hits += 1
         return query[:2] + seen.tail
 
+    def _live(self, key: bytes, generation: int) -> _Packed | None:
+        """The entry under `key` if it is of this zone generation and not expired; a dead one is
+        dropped."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.generation != generation or (entry.expires_at != FOREVER and self._clock() >= entry.expires_at):
+            del self._entries[key]
+            return None
+        return entry
+
     def put(self, key: bytes, reply: bytes, cache_for: float | None, generation: int) -> None:
         """Keep `reply`: for `cache_for` seconds, until the zone changes if None, not at all if 0."""
         if cache_for is not None and cache_for <= 0:
             return
         now = self._clock()
+        self._puts += 1
         if len(self._entries) >= self.max_entries:
             del self._entries[next(iter(self._entries))]  # oldest insertion goes first
         if cache_for is None:
