@@ -27,7 +27,7 @@ from dnsperf import dnsperf
 HERE = Path(__file__).resolve().parent
 EVENT_LATENCY = HERE / "event_latency.py"
 LATENCY_SHARE = 0.8  # latency is compared at 80% of our own max rate, where both keep up
-FULL = {"seconds": 6.0, "rounds": 3, "latency_seconds": 4.0, "records": 100_000, "containers": 10_000,
+FULL = {"seconds": 4.0, "rounds": 5, "latency_seconds": 4.0, "records": 100_000, "containers": 10_000,
         "idle_seconds": 5.0, "swap_seconds": 40.0}
 QUICK = {"seconds": 2.0, "rounds": 1, "latency_seconds": 1.0, "records": 20_000, "containers": 1_000,
          "idle_seconds": 1.0, "swap_seconds": 20.0}
