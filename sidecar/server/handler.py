@@ -181,6 +181,8 @@ class QueryHandler:
         return True
 
     def _relay_settled(self, asked: _Asked, send: Callable[[bytes | None], None], settled: Settled) -> None:
+        """The forwarder's word on a relayed question (a partial, not a closure: once per query):
+        no upstream answering becomes SERVFAIL, and the reply goes out through `send`."""
         if isinstance(settled, UpstreamError):
             settled = self._servfail(asked, settled)
         send(self._finish(asked, settled))
