@@ -224,9 +224,8 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
     if qkey is None or len(upstream) < 12:
         return None
     qend = qkey.question_end
-    # The client's question, the name's case aside: the same question.
-    question, found = query[12:qend], upstream[12:qend]
-    if found != question and (found[-4:] != question[-4:] or found[:-4].lower() != question[:-4].lower()):
+    question = query[12:qend]
+    if not same_question(upstream[12:qend], question):
         return None
     _, up_flags, _, an, ns, ar = HEADER.unpack_from(upstream)
     opt = b""
@@ -239,6 +238,13 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
     if limit is not None and len(reply) > limit:
         return truncated_reply(query)
     return reply
+
+
+def same_question(found: bytes, asked: bytes) -> bool:
+    """Whether two questions in wire form (name, then type and class) are the same: the name's
+    case aside, the type and class bytes exactly (folding them would make type 65, the bytes
+    00 41, into type 97). The plain comparison comes first: most replies echo the case asked."""
+    return found == asked or (found[-4:] == asked[-4:] and found[:-4].lower() == asked[:-4].lower())
 
 
 def without_opt(message: bytes, question_end: int | None = None) -> tuple[bytes, int]:
@@ -273,12 +279,12 @@ def ttl_offsets(message: bytes) -> list[tuple[int, int]]:
     return [(ttl_at, ttl) for _, ttl_at, rtype, ttl, _ in _records(message) if rtype != _OPT]
 
 
-def _records(message: bytes, question_end: int | None = None) -> list[tuple[int, int, int, int, int]]:
+def _records(message: bytes) -> list[tuple[int, int, int, int, int]]:
     """Where each record of a packed message starts, where its TTL field is, its type and TTL,
-    and where it ends (from `question_end` when the caller knows where the questions end). A
-    record that runs past the end raises IndexError, a cut-off one IndexError or struct.error."""
+    and where it ends. A record that runs past the end raises IndexError, a cut-off one
+    IndexError or struct.error."""
     _, _, _, an, ns, ar = HEADER.unpack_from(message)
-    pos = _records_start(message) if question_end is None else question_end
+    pos = _records_start(message)
     unpack, found = _RR_FIXED.unpack_from, []
     for _ in range(an + ns + ar):
         start, first = pos, message[pos]

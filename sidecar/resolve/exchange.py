@@ -28,7 +28,7 @@ from dnslib import DNSLabel
 
 from ..batchio import SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
 from ..endpoint import Endpoint
-from ..wire import HEADER, OUR_OPT, frame
+from ..wire import HEADER, OUR_OPT, frame, same_question
 
 POOL_SIZE = 4
 ROTATE_AFTER = 5_000
@@ -80,14 +80,12 @@ class Question:
         return qid.to_bytes(2, "big") + self._after_id[dnssec_ok]
 
     def answers(self, reply: bytes) -> bool:
-        """Whether `reply` is a response whose single question is this one (case aside: most
-        upstreams echo the lower case we sent, so the plain comparison settles it)."""
+        """Whether `reply` is a response whose single question is this one (the name's case
+        aside)."""
         end = self.end
         if len(reply) < end or not reply[2] & 0x80 or reply[4:6] != b"\x00\x01":  # QR set, QDCOUNT 1
             return False
-        found = reply[12:end]
-        return found == self._wire or (
-            found[-4:] == self.tail and found[:-4].lower() == self.name)
+        return same_question(reply[12:end], self._wire)
 
 
 class QueryIds:
