@@ -6,10 +6,9 @@ bounded, so a flood sheds load instead of growing memory.
 On Linux a wake-up reads up to 64 datagrams with one recvmmsg and sends the replies that are ready
 at once with one sendmmsg (`batchio`); replies that come later (relayed from upstream, built on
 the slow path) wait in an outbox sent once per loop turn. Elsewhere it reads and sends datagram
-by datagram. Reading the
-socket directly rather than through an asyncio datagram transport costs about a tenth less CPU
-per query (see bench/). A reply that finds the send buffer full is dropped, as the network may
-drop any datagram: the client asks again."""
+by datagram. Reading the socket directly rather than through an asyncio datagram transport costs
+about a tenth less CPU per query (see bench/). A reply that finds the send buffer full is
+dropped, as the network may drop any datagram: the client asks again."""
 
 from __future__ import annotations
 
