@@ -168,12 +168,14 @@ class DatagramBatch:
                     for at, flag, length in zip(_DATA_OFFSETS, flags, lengths, strict=False)]
         return [data[at : at + length] for at, length in zip(_DATA_OFFSETS, lengths, strict=False)]
 
-    def datagrams_or_cut(self) -> list[bytes]:
+    def datagrams_or_cut(self) -> tuple[list[bytes], bool]:
         """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for
-        replies, whose header is still good and whose caller can ask again (over TCP)."""
+        replies, whose header is still good and whose caller can ask again (over TCP). The flag
+        says whether any was cut, so a caller need not look at each in the common case."""
         fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
         data = self._in.data
-        return [data[at : at + length] for at, length in zip(_DATA_OFFSETS, fields[1::2], strict=False)]
+        return ([data[at : at + length] for at, length in zip(_DATA_OFFSETS, fields[1::2], strict=False)],
+                any(fields[::2]))
 
     def senders(self) -> list[bytes]:
         """Each sender's address as the kernel gave it (a sockaddr), to send its reply to."""

@@ -9,6 +9,7 @@ counter read mid-increment is at worst one query behind."""
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -46,21 +47,19 @@ class Histogram:
 class Metrics:
     """What the query path counts. `queries` holds slow-path answers by their labels;
     `packet_hits` the fast path's by packet-cache key suffix (transport tag and view) and rcode:
-    one small tuple per hit, read back into labels only when scraped."""
+    one small tuple per hit, read back into labels only when scraped. Default dicts, so a count
+    is one `+= 1` with no lookup of its own (a scrape only iterates them)."""
 
     def __init__(self) -> None:
-        self.queries: dict[QueryLabels, int] = {}
-        self.packet_hits: dict[tuple[bytes, int], int] = {}
+        self.queries: defaultdict[QueryLabels, int] = defaultdict(int)
+        self.packet_hits: defaultdict[tuple[bytes, int], int] = defaultdict(int)
         self.malformed = 0
-        self.resolve_seconds: dict[str, Histogram] = {}
+        self.resolve_seconds: defaultdict[str, Histogram] = defaultdict(Histogram)
 
     def answered(self, transport: str, rcode: int, source: str, view: bytes, seconds: float) -> None:
         """One slow-path answer: counted by its labels, its resolution time by its source."""
-        labels = (transport, rcode, source, view)
-        self.queries[labels] = self.queries.get(labels, 0) + 1
-        histogram = self.resolve_seconds.get(source)
-        if histogram is None:
-            histogram = self.resolve_seconds[source] = Histogram()
+        self.queries[transport, rcode, source, view] += 1
+        histogram = self.resolve_seconds[source]
         histogram.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         histogram.sum += seconds
 

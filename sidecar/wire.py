@@ -217,27 +217,65 @@ def with_records(answer: Answer) -> Answer:
 
 def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: int | None) -> bytes | None:
     """The upstream's reply bytes (its OPT record already taken out by `without_opt`) made the
-    answer to `query` (whose `question_key` the caller already has): the client's ID, question
-    bytes (its case) and RD/CD bits, the upstream's records, rcode and AD bit, and our OPT record
-    if the client sent one. None when the reply is not for this exact question; the caller then
-    parses and builds the reply instead. Over `limit`: an empty TC reply."""
+    answer to `query` (whose `question_key` the caller already has), as `RelayFrame.reply` makes
+    it. None when the reply is not for this exact question; the caller then parses and builds the
+    reply instead."""
     if qkey is None or len(upstream) < 12:
         return None
     qend = qkey.question_end
-    question = query[12:qend]
-    if not same_question(upstream[12:qend], question):
+    if not same_question(upstream[12:qend], query[12:qend]):
         return None
-    _, up_flags, _, an, ns, ar = HEADER.unpack_from(upstream)
-    opt = b""
-    if len(query) > qend:  # a plain query holds nothing after its question but its OPT record
-        opt = OUR_OPT[query[qend + 7] >> 7]
-        ar += 1
-    client_flags = _SHORT.unpack_from(query, 2)[0]
-    flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080 | (up_flags & 0x002F)  # AD, rcode
-    reply = query[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, an, ns, ar) + question + upstream[qend:] + opt
-    if limit is not None and len(reply) > limit:
-        return truncated_reply(query)
-    return reply
+    return RelayFrame.of(query, qkey, limit).reply(query[:2], upstream)
+
+
+def _reply_heads(client_flags: int) -> tuple[bytes, ...]:
+    """A relayed reply's flags and QDCOUNT for each value of the upstream's AD and rcode bits
+    (flags & 0x2F): QR, the client's opcode, RD and CD bits, RA."""
+    flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080
+    return tuple(_TWO_SHORTS.pack(flags | upstream, 1) for upstream in range(0x30))
+
+
+_REPLY_HEADS: dict[int, tuple[bytes, ...]] = {}  # by the client's flags: plain queries have four
+
+
+@dataclass(frozen=True, slots=True)
+class RelayFrame:
+    """What a relayed reply takes from its query, worked out once: the client's ID, question bytes
+    (its case), RD and CD bits, our OPT record if the client sent one, and its UDP limit. The
+    upstream gives the rest: its records, rcode and AD bit. Every query with the same bytes but
+    its ID gets its replies from the same frame, so a question relayed again and again does no
+    header arithmetic at all."""
+
+    heads: tuple[bytes, ...]  # `_reply_heads` of the client's flags
+    question: bytes
+    question_end: int
+    opt: bytes  # our OPT record, or b"" for a client without EDNS
+    limit: int | None  # None over TCP
+    truncated: bytes  # the empty TC reply after its ID, for a reply over `limit`
+
+    @classmethod
+    def of(cls, query: bytes, qkey: QuestionKey, limit: int | None) -> RelayFrame:
+        qend = qkey.question_end
+        client_flags = _SHORT.unpack_from(query, 2)[0]
+        heads = _REPLY_HEADS.get(client_flags)
+        if heads is None:
+            heads = _REPLY_HEADS[client_flags] = _reply_heads(client_flags)
+        # A plain query holds nothing after its question but its OPT record.
+        opt = OUR_OPT[query[qend + 7] >> 7] if len(query) > qend else b""
+        return cls(heads, query[12:qend], qend, opt, limit, truncated_reply(query)[2:])
+
+    def reply(self, qid: bytes, upstream: bytes) -> bytes:
+        """`upstream`, a reply to this frame's question with its OPT taken out, as the reply to
+        the query `qid` names; over the limit, an empty TC reply."""
+        head = self.heads[upstream[3] & 0x2F]
+        if self.opt:
+            additional = _SHORT.pack(_SHORT.unpack_from(upstream, 10)[0] + 1)
+            reply = qid + head + upstream[6:10] + additional + self.question + upstream[self.question_end:] + self.opt
+        else:
+            reply = qid + head + upstream[6:12] + self.question + upstream[self.question_end:]
+        if self.limit is not None and len(reply) > self.limit:
+            return qid + self.truncated
+        return reply
 
 
 def same_question(found: bytes, asked: bytes) -> bool:

@@ -88,8 +88,18 @@ def test_a_datagram_larger_than_a_slot_is_refused_not_cut(loopback):
     client.sendto(b"small", server.getsockname())
     receive_all(batch, 2)
     assert batch.datagrams() == [None, b"small"]
-    # a reader of replies keeps what fitted (and asks again over TCP)
-    assert [len(d) for d in batch.datagrams_or_cut()] == [SLOT_SIZE, 5]
+    # a reader of replies keeps what fitted (and asks again over TCP), and is told one was cut
+    replies, cut = batch.datagrams_or_cut()
+    assert [len(d) for d in replies] == [SLOT_SIZE, 5] and cut
+
+
+def test_a_batch_that_fitted_says_none_was_cut(loopback):
+    server, batch, client = loopback
+    client.sendto(b"x" * SLOT_SIZE, server.getsockname())
+    client.sendto(b"small", server.getsockname())
+    receive_all(batch, 2)
+    replies, cut = batch.datagrams_or_cut()
+    assert [len(d) for d in replies] == [SLOT_SIZE, 5] and not cut
 
 
 def test_ipv6_senders_are_spelled_as_recvfrom_spells_them():

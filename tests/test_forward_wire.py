@@ -14,6 +14,7 @@ from typing import TypeVar
 import dns.edns
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rrset
 import pytest
@@ -118,7 +119,7 @@ def test_spoofed_and_mismatched_replies_are_ignored(scripted) -> None:
 
 def test_a_reply_matches_its_question_in_any_case_of_the_name_but_not_another_type() -> None:
     question = Question.of("www.case.test.", 65, 1)  # type 65 (HTTPS) is the bytes 00 41: "A" in ASCII
-    sent = question.request(0x1234, False)
+    sent = question.request(b"\x12\x34", False)
     reply = bytearray(sent)
     reply[2] |= 0x80  # QR: a response
     name_end = question.end - 4
@@ -209,7 +210,7 @@ def test_a_bug_while_handling_a_reply_costs_that_question_only(scripted, monkeyp
     upstream = scripted(lambda q, addr, sock: sock.sendto(answer_a(q).to_wire(), addr))
 
     async def ask(fwd: Forwarder) -> Answer:
-        monkeypatch.setattr(fwd, "_on_reply", lambda flight, upstream, data: 1 / 0)
+        monkeypatch.setattr(fwd, "_on_reply", lambda flight, data: 1 / 0)
         with pytest.raises(UpstreamError, match="internal error"):
             await fwd.resolve(Query("bug.test.", QTYPE.A))
         monkeypatch.undo()
@@ -234,6 +235,42 @@ def test_uncacheable_answer_is_relayed_with_our_opt_only_to_a_client_that_sent_o
         plain = server.query("web.zero.test", tcp=tcp)
         assert [(rrset.ttl, rrset[0].to_text()) for rrset in plain.answer] == [(0, "192.0.2.7")]
         assert plain.edns == -1 and not plain.additional
+
+
+def test_a_relay_asked_again_answers_each_asker_with_its_own_id_case_and_flags(dnsmasq, sidecar) -> None:
+    """Once a question is known not to be local, its replies are made from a remembered frame:
+    every asker still gets its own ID, question case, RD and CD bits, and the upstream's rcode."""
+    upstream = dnsmasq("127.0.0.2", ["--address=/zero.test/192.0.2.7", "--address=/nx.zero.test/"], ttl=0)
+    server = sidecar("--upstream", f"{upstream.host}:{upstream.port}")
+    for attempt in range(3):
+        for name, rcode, flags in (("Www.Zero.TEST", dns.rcode.NOERROR, dns.flags.RD),
+                                   ("gone.NX.zero.test", dns.rcode.NXDOMAIN, dns.flags.RD | dns.flags.CD),
+                                   ("www.zero.test", dns.rcode.NOERROR, 0)):
+            query = dns.message.make_query(name, "A", flags=flags)
+            query.id = 0x1000 + attempt
+            reply = dns.query.udp(query, server.host, port=server.port, timeout=3)
+            assert reply.id == query.id and str(reply.question[0].name) == name + "."
+            assert reply.rcode() == rcode
+            assert reply.flags & (dns.flags.QR | dns.flags.RA | dns.flags.RD | dns.flags.CD) == \
+                dns.flags.QR | dns.flags.RA | flags
+            expected = [] if rcode == dns.rcode.NXDOMAIN else [(0, "192.0.2.7")]
+            assert [(rrset.ttl, rrset[0].to_text()) for rrset in reply.answer] == expected
+
+
+def test_a_relay_asked_again_truncates_for_a_small_buffer_and_fails_without_its_upstream(dnsmasq, sidecar) -> None:
+    """The remembered frame keeps the asker's UDP limit: a TTL-0 answer too big for 512 bytes
+    comes back empty with TC set, every time, and whole to a client with a larger EDNS buffer.
+    With the upstream gone, the same remembered question gets SERVFAIL."""
+    records = [f"--host-record=big.zero.test,192.0.2.{i}" for i in range(1, 41)]  # 40 x 16 bytes of answers
+    upstream = dnsmasq("127.0.0.2", records, ttl=0)
+    server = sidecar("--upstream", f"{upstream.host}:{upstream.port}")
+    for _ in range(2):
+        small = server.query("big.zero.test")
+        assert small.flags & dns.flags.TC and not small.answer and small.rcode() == dns.rcode.NOERROR
+        large = server.query("big.zero.test", use_edns=0, payload=1232)
+        assert len(large.answer[0]) == 40 and large.answer[0].ttl == 0 and not large.flags & dns.flags.TC
+    upstream.stop()
+    assert server.query("big.zero.test", use_edns=0, payload=1232, timeout=5).rcode() == dns.rcode.SERVFAIL
 
 
 @pytest.mark.skipif(not AVAILABLE, reason="replies are read one by one, whole, without recvmmsg")

@@ -74,10 +74,10 @@ class Question:
             raise ValueError(f"name too long: {qname!r}")
         return cls(bytes(wire).lower(), struct.pack("!HH", qtype, qclass))
 
-    def request(self, qid: int, dnssec_ok: bool) -> bytes:
-        """A recursive query with EDNS (our UDP size, DO as the client asked, no options: no
-        client subnet is ever added)."""
-        return qid.to_bytes(2, "big") + self._after_id[dnssec_ok]
+    def request(self, qid: bytes, dnssec_ok: bool) -> bytes:
+        """A recursive query with the ID `qid` (two bytes) and EDNS (our UDP size, DO as the
+        client asked, no options: no client subnet is ever added)."""
+        return qid + self._after_id[dnssec_ok]
 
     def answers(self, reply: bytes) -> bool:
         """Whether `reply` is a response whose single question is this one (the name's case
@@ -85,23 +85,26 @@ class Question:
         end = self.end
         if len(reply) < end or not reply[2] & 0x80 or reply[4:6] != b"\x00\x01":  # QR set, QDCOUNT 1
             return False
-        return same_question(reply[12:end], self._wire)
+        found = reply[12:end]
+        return found == self._wire or same_question(found, self._wire)  # the first test is the common case
 
 
 class QueryIds:
     """Unpredictable query IDs from the kernel's CSPRNG, drawn a few thousand at a time: one
-    `getrandom` call per ID would cost as much as the rest of the ID handling."""
+    `getrandom` call per ID would cost as much as the rest of the ID handling. An ID is its two
+    wire bytes, so neither a question nor a reply converts it to a number and back."""
 
     BATCH = 4096
 
     def __init__(self) -> None:
-        self._ids: list[int] = []
+        self._ids: list[bytes] = []
 
-    def new(self, taken: dict[int, object]) -> int:
+    def new(self, taken: dict[bytes, object]) -> bytes:
         ids = self._ids
         while True:
             if not ids:
-                ids.extend(struct.unpack(f"!{self.BATCH}H", os.urandom(2 * self.BATCH)))
+                drawn = os.urandom(2 * self.BATCH)
+                ids.extend(drawn[at : at + 2] for at in range(0, len(drawn), 2))
             qid = ids.pop()
             if qid not in taken:
                 return qid
@@ -131,15 +134,14 @@ class _UdpSocket:
         self._batch = QuestionBatch.open(sock)
         self._replies = DatagramBatch.open(sock, destinations=False)
         self.queued: list[bytes] = []  # questions to send at the end of this loop turn
-        self._queued_ids: list[int] = []  # and their IDs
-        self.pending: dict[int, Waiting] = {}
+        self.pending: dict[bytes, Waiting] = {}  # by ID
         self.sent = 0
         self.retire_at = loop.time() + ROTATE_SECONDS
         self.retired = False
         self._sweep_timer: asyncio.TimerHandle | None = None
         loop.add_reader(sock.fileno(), self._readable)
 
-    def send(self, qid: int, question: Question, dnssec_ok: bool, deadline: float, done: Done) -> None:
+    def send(self, qid: bytes, question: Question, dnssec_ok: bool, deadline: float, done: Done) -> None:
         """Batched, the question leaves with the others of this loop turn, and a refusal reaches
         `done` as its OSError; otherwise it leaves now, and a refusal raises OSError here."""
         request = question.request(qid, dnssec_ok)
@@ -149,19 +151,17 @@ class _UdpSocket:
             if not self.queued:
                 self._loop.call_soon(self._flush)
             self.queued.append(request)
-            self._queued_ids.append(qid)
         self.sent += 1
         self.pending[qid] = (question, done, deadline)
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _flush(self) -> None:
-        queued, ids = self.queued, self._queued_ids
-        self.queued, self._queued_ids = [], []
+        queued, self.queued = self.queued, []
         if self._sock.fileno() == -1:
             return  # closed meanwhile: whoever waited has been told
         for index, exc in self._batch.send(queued):
-            waiting = self.pending.pop(ids[index], None)
+            waiting = self.pending.pop(queued[index][:2], None)  # a question starts with its ID
             if waiting is not None:
                 waiting[1](exc)
         self._close_if_idle()
@@ -192,15 +192,17 @@ class _UdpSocket:
                 return []
         if not self._replies.receive():
             return []
-        return [data if len(data) < SLOT_SIZE else data[:2] + bytes((data[2] | TC,)) + data[3:]
-                for data in self._replies.datagrams_or_cut()]
+        replies, cut = self._replies.datagrams_or_cut()
+        if not cut:
+            return replies
+        return [data if len(data) < SLOT_SIZE else data[:2] + bytes((data[2] | TC,)) + data[3:] for data in replies]
 
     def _deliver(self, replies: list[bytes]) -> None:
         pending = self.pending
         for data in replies:
             if len(data) < 12:
                 continue
-            qid = int.from_bytes(data[:2], "big")
+            qid = data[:2]
             waiting = pending.get(qid)
             if waiting is not None and waiting[0].answers(data):
                 del pending[qid]
@@ -256,20 +258,25 @@ class _UdpPool:
         self._next = 0
 
     def send(self, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
-        """On the pool's next socket; while questions of this loop turn wait to leave together
-        on one socket (batched), the next question joins them there."""
-        index = self._next
-        sock = self._slots[index]
+        """On the socket of this loop turn: while its questions wait to leave together (batched),
+        the next question joins them there; the first of a turn goes to the pool's next socket."""
+        sock = self._slots[self._next]
         if sock is None or not sock.queued:
-            index = self._next = (index + 1) % POOL_SIZE
-            sock = self._slots[index]
-        now = self._loop.time()
-        if sock is not None and (sock.sent >= ROTATE_AFTER or now >= sock.retire_at):
-            sock.retire()  # worn out: the next socket gets a new random port
+            sock = self._next_socket()
+        sock.send(self._ids.new(sock.pending), question, dnssec_ok, self._loop.time() + timeout, done)
+
+    def _next_socket(self) -> _UdpSocket:
+        """The pool's next socket, replaced when worn out (so its questions get a new random
+        port). Checked once a loop turn, not once a question: a socket may go a turn's worth of
+        questions past `ROTATE_AFTER`."""
+        index = self._next = (self._next + 1) % POOL_SIZE
+        sock = self._slots[index]
+        if sock is not None and (sock.sent >= ROTATE_AFTER or self._loop.time() >= sock.retire_at):
+            sock.retire()
             sock = None
         if sock is None:
             sock = self._slots[index] = _UdpSocket(self._loop, self._upstream)
-        sock.send(self._ids.new(sock.pending), question, dnssec_ok, now + timeout, done)
+        return sock
 
     def close(self) -> None:
         for sock in self._slots:
@@ -285,7 +292,7 @@ class _TcpConnection:
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    pending: dict[int, tuple[Question, asyncio.Future[bytes]]] = field(default_factory=dict)
+    pending: dict[bytes, tuple[Question, asyncio.Future[bytes]]] = field(default_factory=dict)
     task: asyncio.Task | None = None
     idle_since: float = field(default_factory=time.monotonic)
 
@@ -299,7 +306,7 @@ class _TcpConnection:
             while True:
                 size = struct.unpack("!H", await self.reader.readexactly(2))[0]
                 data = await self.reader.readexactly(size)
-                waiting = self.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 12 else None
+                waiting = self.pending.get(data[:2]) if len(data) >= 12 else None
                 if waiting is not None and waiting[0].answers(data) and not waiting[1].done():
                     waiting[1].set_result(data)
         except (OSError, asyncio.IncompleteReadError, struct.error) as exc:

@@ -15,7 +15,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 from dnslib import QTYPE, RCODE, DNSError
@@ -64,7 +64,15 @@ class _Flight:
     deadline: float  # time.monotonic()
     waiters: list[Waiter]
     tried: int = 0
-    failures: list[str] = field(default_factory=list)
+    failures: tuple[str, ...] = ()  # a tuple: most flights never fail, and `()` costs nothing to make
+
+    def failed(self, why: str) -> None:
+        self.failures += (why,)
+
+    @property
+    def asking(self) -> Endpoint:
+        """The upstream asked now (a flight asks one at a time): read only when it must be named."""
+        return self.order[self.tried - 1]
 
 
 class Forwarder:
@@ -73,6 +81,7 @@ class Forwarder:
         self._upstreams = upstreams
         self.cache = cache
         self.timeout = timeout
+        self._budget = timeout * BUDGET_FACTOR
         self._rules = conditional or None  # None when there are no rules: no lookup per question
         self.exchanger = Exchanger()
         self.health = Health(self._probe)
@@ -122,29 +131,29 @@ class Forwarder:
         if flight is not None:
             flight.waiters.append(waiter)
             return
-        reason = self.cache.failure(key) if self.cache.failures else None
-        if reason is None and not targets:
-            reason = "no upstream resolver configured"
-        if reason is not None:
-            waiter(self._stale_or(key, UpstreamError(reason, repeated=True)))
-            return
-        deadline = time.monotonic() + self.timeout * BUDGET_FACTOR
+        if self.cache.failures or not targets:
+            reason = self.cache.failure(key) or (None if targets else "no upstream resolver configured")
+            if reason is not None:
+                waiter(self._stale_or(key, UpstreamError(reason, repeated=True)))
+                return
+        deadline = time.monotonic() + self._budget
         order = self.health.order(targets) if self.health.dead else targets
         flight = self._inflight[flight_key] = _Flight(key, targets, question, order, deadline, [waiter])
         self._try_next(flight)
 
     def _try_next(self, flight: _Flight) -> None:
         """Send the flight to the next upstream, or give up when none (or no time) is left."""
-        while flight.tried < len(flight.order):
-            remaining = min(self.timeout, flight.deadline - time.monotonic())
+        order, timeout = flight.order, self.timeout
+        while flight.tried < len(order):
+            remaining = flight.deadline - time.monotonic()
             if remaining <= 0:
-                flight.failures.append("out of time")
+                flight.failed("out of time")
                 break
-            upstream = flight.order[flight.tried]
+            upstream = order[flight.tried]
             flight.tried += 1
             try:
-                self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3], remaining,
-                                        partial(self._on_udp, flight))
+                self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3],
+                                        remaining if remaining < timeout else timeout, partial(self._on_udp, flight))
                 return
             except OSError as exc:
                 self._upstream_failed(flight, upstream, exc)
@@ -155,7 +164,7 @@ class Forwarder:
 
     def _upstream_failed(self, flight: _Flight, upstream: Endpoint, exc: Exception) -> None:
         self.health.failed(upstream, _why(exc))
-        flight.failures.append(f"{upstream}: {_why(exc)}")
+        flight.failed(f"{upstream}: {_why(exc)}")
 
     def _crashed(self, flight: _Flight, exc: Exception) -> None:
         """A bug in a step of `flight` costs this question (SERVFAIL, logged), never the socket
@@ -165,43 +174,43 @@ class Forwarder:
             self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
 
     def _on_udp(self, flight: _Flight, outcome: Outcome) -> None:
-        upstream = flight.order[flight.tried - 1]  # a flight asks one upstream at a time
         try:
             if isinstance(outcome, Exception):
-                self._upstream_failed(flight, upstream, outcome)
+                self._upstream_failed(flight, flight.asking, outcome)
                 self._try_next(flight)
                 return
             if self.health.dead:
-                self.health.answered(upstream)
+                self.health.answered(flight.asking)
             if outcome[2] & TC:
-                leg = asyncio.get_running_loop().create_task(self._over_tcp(flight, upstream))
+                leg = asyncio.get_running_loop().create_task(self._over_tcp(flight))
                 self._tcp_legs.add(leg)
                 leg.add_done_callback(self._tcp_legs.discard)
                 return
-            self._on_reply(flight, upstream, outcome)
+            self._on_reply(flight, outcome)
         except Exception as exc:
             self._crashed(flight, exc)
 
-    async def _over_tcp(self, flight: _Flight, upstream: Endpoint) -> None:
+    async def _over_tcp(self, flight: _Flight) -> None:
         """A truncated UDP reply: the same question to the same upstream over TCP."""
         remaining = max(0.1, flight.deadline - time.monotonic())
         try:
-            data = await self.exchanger.tcp(upstream, flight.question, flight.cache_key[3], remaining)
+            data = await self.exchanger.tcp(flight.asking, flight.question, flight.cache_key[3], remaining)
         except (TimeoutError, OSError) as exc:
-            flight.failures.append(f"{upstream} over TCP: {_why(exc)}")
+            flight.failed(f"{flight.asking} over TCP: {_why(exc)}")
             data = None
         try:
             if data is None:
                 self._try_next(flight)
             else:
-                self._on_reply(flight, upstream, data)
+                self._on_reply(flight, data)
         except Exception as exc:
             self._crashed(flight, exc)
 
-    def _on_reply(self, flight: _Flight, upstream: Endpoint, data: bytes) -> None:
+    def _on_reply(self, flight: _Flight, data: bytes) -> None:
+        """A reply from the upstream being asked, over UDP or TCP."""
         rcode = data[3] & 0xF
         if rcode in _TRY_ANOTHER:
-            flight.failures.append(f"{upstream}: {RCODE.get(rcode)}")
+            flight.failed(f"{flight.asking}: {RCODE.get(rcode)}")
             self._try_next(flight)
             return
         try:
@@ -209,7 +218,7 @@ class Forwarder:
             # Nothing to cache (TTL 0): relayed as bytes, never parsed (two dnslib passes spared).
             answer = None if self.cache.min_ttl == 0 and not smallest_ttl else answer_from_reply(data)
         except _PARSE_ERRORS as exc:
-            flight.failures.append(f"{upstream}: unparseable reply ({exc})")
+            flight.failed(f"{flight.asking}: unparseable reply ({exc})")
             self._try_next(flight)
             return
         if answer is None:

@@ -24,6 +24,7 @@ from ..resolve.forward import Settled, relayed_answer
 from ..store import Store
 from ..wire import (
     PlainQuestion,
+    RelayFrame,
     build_reply,
     dnssec_ok,
     error_reply,
@@ -65,11 +66,16 @@ class _Asked:
 
 @dataclass(frozen=True, slots=True)
 class _Relay:
-    """A plain question found not to be local: what relaying it again needs."""
+    """A plain question found not to be local, for one exact query (all but its ID) from one view
+    over one transport: what relaying it again needs, down to the frame of its reply."""
 
     plain: PlainQuestion
     cache_key: CacheKey
-    question: Question
+    question: Question  # as asked upstream
+    frame: RelayFrame
+    transport: str
+    view: bytes
+    generation: int  # the zone's when it was found: the memo is dropped when that changes
 
 
 class QueryHandler:
@@ -129,8 +135,7 @@ class QueryHandler:
         reply = self.packets.answer(data, suffix, generation)
         if reply is None:
             return None
-        hits, labels = self.metrics.packet_hits, (suffix, reply[3] & 0xF)
-        hits[labels] = hits.get(labels, 0) + 1
+        self.metrics.packet_hits[suffix, reply[3] & 0xF] += 1
         if self.query_log is not None:
             self.query_log.replayed(data, client, transport, reply)
         return reply
@@ -141,8 +146,9 @@ class QueryHandler:
         relay. `send` gets the reply (None: nothing to send), exactly once, possibly before this
         returns True. False, and `send` is never called, when the query needs `handle`.
 
-        A question found not to be local is remembered (per view, until the zone changes), so
-        asking it again goes straight to the answer cache and upstream."""
+        A question found not to be local is remembered (per exact query, view and transport,
+        until the zone changes), so asking it again goes straight to the answer cache and
+        upstream, and its reply is made from the remembered frame."""
         if not self._direct:
             return False
         view = self._client_key(client)
@@ -168,31 +174,45 @@ class QueryHandler:
                 return True
             if outcome is not None:
                 return False  # a CNAME chain that leaves our data: the chain finishes it
-            relay = self._remember(memo_key, data, plain, query.key)
-        else:
-            asked = self._asked(data, client, transport, relay.plain, view)
+            relay = self._remember(memo_key, asked, query.key)
         forwarder = self.chain.forwarder
+        started = time.perf_counter()
         cached = forwarder.cache.get(relay.cache_key)
         if cached is not None:
-            send(self._finish(asked, cached))
+            send(self._finish(self._relay_asked(relay, data, client, started), cached))
             return True
         forwarder.ask(relay.cache_key, forwarder.targets(relay.cache_key[0]), relay.question,
-                      partial(self._relay_settled, asked, send))
+                      partial(self._relay_settled, relay, data, client, send, started))
         return True
 
-    def _relay_settled(self, asked: _Asked, send: Callable[[bytes | None], None], settled: Settled) -> None:
-        """The forwarder's word on a relayed question (a partial, not a closure: once per query):
-        no upstream answering becomes SERVFAIL, and the reply goes out through `send`."""
+    def _relay_settled(self, relay: _Relay, data: bytes, client: str, send: Callable[[bytes | None], None],
+                       started: float, settled: Settled) -> None:
+        """The forwarder's word on a relayed question (a partial, not a closure: once per query).
+        Reply bytes that may not be cached, the common case, fill the relay's frame; anything
+        else (an answer to keep, no upstream answering: SERVFAIL) goes through `_finish`."""
+        if isinstance(settled, bytes):
+            reply = relay.frame.reply(data[:2], settled)
+            self._answered(client, relay.transport, relay.view, relay.plain, reply[3] & 0xF, "forward", started)
+            send(reply)
+            return
+        asked = self._relay_asked(relay, data, client, started)
         if isinstance(settled, UpstreamError):
             settled = self._servfail(asked, settled)
         send(self._finish(asked, settled))
 
-    def _remember(self, memo_key: bytes, data: bytes, plain: PlainQuestion, qname: str) -> _Relay:
+    def _relay_asked(self, relay: _Relay, data: bytes, client: str, started: float) -> _Asked:
+        return _Asked(data, None, relay.plain, relay.frame.limit, client, relay.transport, relay.view,
+                      relay.generation, started)
+
+    def _remember(self, memo_key: bytes, asked: _Asked, qname: str) -> _Relay:
         if len(self._relays) >= MAX_RELAYS:
             self._relays.clear()  # rare and cheap: repeats rebuild it
+        data, plain = asked.data, asked.question
         qend = plain.qkey.question_end  # the question's name, then its type and class
         question = Question(data[12 : qend - 4].lower(), data[qend - 4 : qend])
-        relay = self._relays[memo_key] = _Relay(plain, (qname, plain.qtype, plain.qclass, plain.dnssec_ok), question)
+        relay = self._relays[memo_key] = _Relay(
+            plain, (qname, plain.qtype, plain.qclass, plain.dnssec_ok), question,
+            RelayFrame.of(data, plain.qkey, asked.limit), asked.transport, asked.view, asked.generation)
         return relay
 
     async def handle(self, data: bytes, client: str, transport: str) -> bytes | None:
@@ -264,12 +284,16 @@ class QueryHandler:
         if cache_for != 0 and qkey is not None and asked.view is not None:
             self.packets.put(qkey.key + TRANSPORT_TAG[asked.transport] + asked.view, reply, cache_for,
                              asked.generation)
-        seconds = time.perf_counter() - asked.started
-        self.metrics.answered(asked.transport, rcode, source, asked.view or b"", seconds)
-        if self.query_log is not None:
-            self.query_log.answered(asked.client, asked.transport, asked.question.name, asked.question.qtype, rcode,
-                                    source, seconds)
+        self._answered(asked.client, asked.transport, asked.view or b"", asked.question, rcode, source, asked.started)
         return reply
+
+    def _answered(self, client: str, transport: str, view: bytes, question: PlainQuestion, rcode: int, source: str,
+                  started: float) -> None:
+        """Count (and log, if asked) one answer that took from `started` until now."""
+        seconds = time.perf_counter() - started
+        self.metrics.answered(transport, rcode, source, view, seconds)
+        if self.query_log is not None:
+            self.query_log.answered(client, transport, question.name, question.qtype, rcode, source, seconds)
 
     def _stranger(self, query: Query) -> Answer:
         """A client outside the access policy: REFUSED, or with --local-to-any an answer from the
