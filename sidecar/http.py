@@ -51,12 +51,12 @@ def records_json(sidecar: Sidecar) -> list[dict]:
 def counters(sidecar: Sidecar) -> list[tuple[str, str]]:
     """The handful of figures the page shows above the table."""
     zone = sidecar.store.zone
-    by_rcode = sidecar.metrics.totals_by_rcode()
+    by_rcode = sidecar.metrics.totals_by_rcode(sidecar.handler.packets.hits)
     connected = docker_connected(sidecar)
     rows = [
         ("queries", str(sum(by_rcode.values()))),
         *((f"queries {rcode}", str(count)) for rcode, count in sorted(by_rcode.items())),
-        ("packet cache hits", str(sidecar.handler.packets.hits)),
+        ("packet cache hits", str(sidecar.handler.packets.total_hits())),
         ("answer cache hits", str(sidecar.forwarder.cache.hits)),
         ("records", str(len(zone.records))),
         ("zone swaps", str(zone.generation)),

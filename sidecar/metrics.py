@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from dnslib import RCODE
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 QueryLabels = tuple[str, int, str, bytes]  # transport, rcode, answer source, view key
+PacketHits = Mapping[tuple[bytes, int], int]  # the packet cache's hits, by key suffix and rcode
 
 
 class Histogram:
@@ -45,14 +46,13 @@ class Histogram:
 
 
 class Metrics:
-    """What the query path counts. `queries` holds slow-path answers by their labels;
-    `packet_hits` the fast path's by packet-cache key suffix (transport tag and view) and rcode:
-    one small tuple per hit, read back into labels only when scraped. Default dicts, so a count
-    is one `+= 1` with no lookup of its own (a scrape only iterates them)."""
+    """What the query path counts beyond the packet cache's hits (which it counts itself, by key
+    suffix and rcode, read back into labels only when scraped): `queries` holds slow-path answers
+    by their labels. Default dicts, so a count is one `+= 1` with no lookup of its own (a scrape
+    only iterates them)."""
 
     def __init__(self) -> None:
         self.queries: defaultdict[QueryLabels, int] = defaultdict(int)
-        self.packet_hits: defaultdict[tuple[bytes, int], int] = defaultdict(int)
         self.malformed = 0
         self.resolve_seconds: defaultdict[str, Histogram] = defaultdict(Histogram)
 
@@ -63,16 +63,17 @@ class Metrics:
         histogram.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         histogram.sum += seconds
 
-    def query_counts(self) -> Iterator[tuple[tuple[str, str, str, str], int]]:
-        """Every query counter as (transport, rcode name, source, view) -> count."""
+    def query_counts(self, packet_hits: PacketHits) -> Iterator[tuple[tuple[str, str, str, str], int]]:
+        """Every query counter as (transport, rcode name, source, view) -> count, with the packet
+        cache's `hits`."""
         for (transport, rcode, source, view), count in list(self.queries.items()):
             yield (transport, rcode_name(rcode), source, view_label(view)), count
-        for (suffix, rcode), count in list(self.packet_hits.items()):
+        for (suffix, rcode), count in list(packet_hits.items()):
             yield (TAG_TRANSPORT[suffix[0]], rcode_name(rcode), "packet-cache", view_label(suffix[1:])), count
 
-    def totals_by_rcode(self) -> dict[str, int]:
+    def totals_by_rcode(self, packet_hits: PacketHits) -> dict[str, int]:
         totals: dict[str, int] = {}
-        for (_, rcode, _, _), count in self.query_counts():
+        for (_, rcode, _, _), count in self.query_counts(packet_hits):
             totals[rcode] = totals.get(rcode, 0) + count
         return totals
 
@@ -98,13 +99,13 @@ class SidecarCollector(Collector):
         metrics = sidecar.metrics
         queries = CounterMetricFamily("dns_sidecar_queries", "Queries answered, by rcode, transport, "
                                       "answer source and client view", labels=["transport", "rcode", "source", "view"])
-        for labels, count in metrics.query_counts():
+        for labels, count in metrics.query_counts(sidecar.handler.packets.hits):
             queries.add_metric(labels, count)
         yield queries
         yield CounterMetricFamily("dns_sidecar_malformed_queries", "Packets that were not a usable query",
                                   value=metrics.malformed)
         yield CounterMetricFamily("dns_sidecar_packet_cache_hits", "Replies served from the packet cache",
-                                  value=sidecar.handler.packets.hits)
+                                  value=sidecar.handler.packets.total_hits())
         yield GaugeMetricFamily("dns_sidecar_packet_cache_entries", "Packed replies held",
                                 value=len(sidecar.handler.packets))
         cache = sidecar.forwarder.cache

@@ -46,7 +46,7 @@ def test_hit_takes_the_askers_id_and_question_case():
         assert reply.id == 4242
         assert reply.question[0].name.to_text() == "WeB.Dev.TEST."
         assert [rr.to_text() for rr in reply.answer[0]] == ["192.0.2.10"]
-    assert cache.hits == 2
+    assert cache.total_hits() == 2 and cache.hits == {(SUFFIX, 0): 2}  # counted by key suffix and rcode
 
 
 def test_miss_for_other_name_transport_or_view():

@@ -135,7 +135,6 @@ class QueryHandler:
         reply = self.packets.answer(data, suffix, generation)
         if reply is None:
             return None
-        self.metrics.packet_hits[suffix, reply[3] & 0xF] += 1
         if self.query_log is not None:
             self.query_log.replayed(data, client, transport, reply)
         return reply

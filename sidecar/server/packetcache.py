@@ -10,11 +10,15 @@ answer that may not be cached) is not parsed again either, and `_missed` how man
 put when an exact query last missed: until another is put, it misses again without a lookup.
 
 Entries carry the zone generation they were built from, so any zone swap retires them all at
-once; forwarded entries also expire with their TTL and have their TTLs counted down on the way out."""
+once; forwarded entries also expire with their TTL and have their TTLs counted down on the way out.
+
+Hits are counted here, by key suffix (transport tag and view) and rcode, the labels /metrics gives
+them: each ready answer holds its labels, so a hit costs one dict increment."""
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +48,7 @@ class _Seen:
     question_end: int
     renew_at: float
     tail: bytes
+    labels: tuple[bytes, int]  # what its hits are counted by: the key suffix, the rcode
 
 
 class PacketCache:
@@ -55,7 +60,10 @@ class PacketCache:
         self._puts = 0
         self.max_entries = max_entries
         self._clock = clock
-        self.hits = 0
+        self.hits: defaultdict[tuple[bytes, int], int] = defaultdict(int)  # by key suffix and rcode
+
+    def total_hits(self) -> int:
+        return sum(list(self.hits.values()))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -73,7 +81,7 @@ class PacketCache:
             return self._sight(query, exact, suffix, generation)
         if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:
             return self._sight(query, exact, suffix, generation)  # a second went by: age the TTLs, or expire
-        self.hits += 1
+        self.hits[seen.labels] += 1
         return query[:2] + seen.tail
 
     def _sight(self, query: bytes, exact: bytes, suffix: bytes, generation: int) -> bytes | None:
@@ -98,8 +106,8 @@ class PacketCache:
         if len(self._seen) >= self.max_entries:
             self._seen.clear()  # cheap and rare: the next queries rebuild it from `_entries`
         seen = self._seen[exact] = _Seen(entry, qkey.question_end, renew_at,
-                                         _tail(entry, query, qkey.question_end, age))
-        self.hits += 1
+                                         _tail(entry, query, qkey.question_end, age), (suffix, entry.reply[3] & 0xF))
+        self.hits[seen.labels] += 1
         return query[:2] + seen.tail
 
     def _live(self, key: bytes, generation: int) -> _Packed | None:

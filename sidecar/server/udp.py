@@ -16,6 +16,7 @@ import asyncio
 import logging
 import socket
 from functools import partial
+from itertools import repeat
 
 from ..batchio import SLOTS, DatagramBatch
 from ..pktinfo import IP_PKTINFO, Ancillary, reply_source
@@ -83,16 +84,17 @@ class UdpListener:
         if not count:
             return
         at_once = self.handler.cached if self.limiter is None else self._at_once
-        outbox, wildcard = self._outbox, batch.destinations
-        senders, hosts = batch.senders(), batch.hosts()
-        for i, data in enumerate(batch.datagrams()):
+        outbox = self._outbox
+        sources = batch.reply_sources() if batch.destinations else repeat(None)
+        for data, host, sender, source in zip(batch.datagrams(), batch.hosts(), batch.senders(), sources,
+                                              strict=False):  # `repeat(None)` never runs out
             if data is None:
                 continue  # larger than any query: dropped
-            reply = at_once(data, hosts[i], "udp")
+            reply = at_once(data, host, "udp")
             if reply is None:
-                self._later(data, hosts[i], senders[i], batch.reply_source(i) if wildcard else None)
+                self._later(data, host, sender, source)
             elif reply:  # b"": rate limiting says nothing at all
-                outbox.append((senders[i], batch.reply_source(i) if wildcard else None, reply))
+                outbox.append((sender, source, reply))
         self._flush()
 
     def _flush(self) -> None:
