@@ -7,9 +7,8 @@ callers go datagram by datagram.
 
 All buffers are allocated once. A received datagram stays in its slot until the next `receive`,
 so what a caller keeps (the query, the sender's address as the kernel gave it: plain bytes) is
-copied out; replies are copied in end to end and go to those address bytes, no tuple and no
-parsing. Copying in and out is done by `map`, `zip` and `join` over whole batches, so no Python
-code runs per datagram here. On a wildcard address the query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the
+copied out; a reply is copied into a send slot and goes to those address bytes, no tuple and no
+parsing. On a wildcard address the query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the
 same way, and each reply leaves from the address its query was sent to."""
 
 from __future__ import annotations
@@ -20,9 +19,6 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Sequence
-from itertools import accumulate, chain, repeat
-from operator import add
 
 from .pktinfo import Ancillary, reply_source
 from .wire import OUR_UDP_SIZE
@@ -62,6 +58,21 @@ _CMSG = struct.Struct("@Nii")  # struct cmsghdr: length, level, type; the data f
 _CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
 
 
+class _HostNames(dict):
+    """Sender address bytes -> text, as `recvfrom` spells it, made on first sight and bounded:
+    a dict whose misses fill themselves, so `hosts` does one lookup per datagram and no call."""
+
+    def __init__(self, family: int) -> None:
+        super().__init__()
+        self._family = family
+
+    def __missing__(self, raw: bytes) -> str:
+        if len(self) >= _HOSTS_KEPT:
+            self.clear()
+        host = self[raw] = socket.inet_ntop(self._family, raw)
+        return host
+
+
 def _libc_calls():
     """recvmmsg and sendmmsg from the C library, or None where there are none."""
     if not sys.platform.startswith("linux"):
@@ -82,9 +93,7 @@ AVAILABLE = _CALLS is not None
 
 
 class _Ring:
-    """`SLOTS` message headers with their data, address and control buffers. A datagram is
-    received into a slot of its own; messages to send lie end to end (`_fill`). The addresses
-    lie `namelen` bytes apart, so a batch's senders are written with one copy."""
+    """`SLOTS` message headers, each with its own data, address and control buffer."""
 
     def __init__(self, slot_size: int, namelen: int, control: bool) -> None:
         self.data = ctypes.create_string_buffer(SLOTS * slot_size)
@@ -96,14 +105,13 @@ class _Ring:
             self.iovs[i].base = ctypes.addressof(self.data) + i * slot_size
             self.iovs[i].len = slot_size
             hdr = self.headers[i].hdr
-            hdr.name = ctypes.addressof(self.names) + i * namelen
+            hdr.name = ctypes.addressof(self.names) + i * NAME_SIZE
             hdr.namelen = namelen
             hdr.iov = ctypes.addressof(self.iovs[i])
             hdr.iovlen = 1
             hdr.control = ctypes.addressof(self.controls) + i * CONTROL_SIZE
             hdr.controllen = CONTROL_SIZE if control else 0
         self.address = ctypes.addressof(self.headers)
-        self.data_address = ctypes.addressof(self.data)
         self.pristine = bytes(self.headers)  # what `receive` restores: the kernel rewrites lengths
         self.data_view = memoryview(self.data).cast("B")
         self.names_view = memoryview(self.names).cast("B")
@@ -118,40 +126,11 @@ def _header_fields(count: int) -> struct.Struct:
 
 
 _FIELDS = [_header_fields(count) for count in range(SLOTS + 1)]
-_IOVECS = [struct.Struct("@" + "PN" * count) for count in range(SLOTS + 1)]  # (base, length) each
-assert _IOVECS[1].size == _IOV and struct.calcsize("@P") == _IOV_LEN_AT  # base, then length
-# Where each slot's datagram starts: mapped with a batch's lengths, which are fewer.
+# Where each slot's datagram starts, and its iovec's length field: zipped with a batch's messages,
+# which are fewer (strict=False).
 _DATA_OFFSETS = range(0, SLOTS * SLOT_SIZE, SLOT_SIZE)
-
-
-def _received(ring: _Ring, lengths: Sequence[int]) -> list[bytes]:
-    """The datagrams of `lengths` bytes at the start of each slot, copied out."""
-    return list(map(ring.data.__getitem__, map(slice, _DATA_OFFSETS, map(add, _DATA_OFFSETS, lengths))))
-
-
-def _fill(ring: _Ring, messages: Sequence[bytes]) -> None:
-    """Lay up to `SLOTS` messages end to end in the ring's data buffer, each iovec pointing at
-    its own: one copy and one pack for the lot."""
-    joined = b"".join(messages)
-    ring.data_view[: len(joined)] = joined
-    lengths = list(map(len, messages))
-    bases = map(add, repeat(ring.data_address), accumulate(lengths, initial=0))  # one more than the lengths
-    _IOVECS[len(lengths)].pack_into(ring.iovs_view, 0, *chain.from_iterable(zip(bases, lengths, strict=False)))
-
-
-class _HostNames(dict):
-    """Sender address bytes -> text, as `recvfrom` spells it, made on first sight and bounded:
-    a dict whose misses fill themselves, so `hosts` maps a whole batch in C."""
-
-    def __init__(self, family: int) -> None:
-        super().__init__()
-        self._family = family
-
-    def __missing__(self, raw: bytes) -> str:
-        if len(self) >= _HOSTS_KEPT:
-            self.clear()
-        host = self[raw] = socket.inet_ntop(self._family, raw)
-        return host
+_QUESTION_OFFSETS = range(0, SLOTS * QUESTION_SLOT_SIZE, QUESTION_SLOT_SIZE)
+_IOV_LEN_OFFSETS = range(_IOV_LEN_AT, SLOTS * _IOV, _IOV)
 
 
 class DatagramBatch:
@@ -172,9 +151,8 @@ class DatagramBatch:
         self._hosts = _HostNames(sock.family)
         # Where each slot's sockaddr is, and its address within (sockaddr_in6 / sockaddr_in).
         first, last = (8, 24) if self._v6 else (4, 8)
-        starts = range(0, SLOTS * self._namelen, self._namelen)
-        self._sender_slices = [slice(at, at + self._namelen) for at in starts]
-        self._host_slices = [slice(at + first, at + last) for at in starts]
+        self._sender_slices = [slice(at, at + self._namelen) for at in range(0, SLOTS * NAME_SIZE, NAME_SIZE)]
+        self._host_slices = [slice(at + first, at + last) for at in range(0, SLOTS * NAME_SIZE, NAME_SIZE)]
 
     @classmethod
     def open(cls, sock: socket.socket, destinations: bool) -> DatagramBatch | None:
@@ -199,19 +177,20 @@ class DatagramBatch:
     def datagrams(self) -> list[bytes | None]:
         """The datagrams of the last `receive`; None for one that was cut to fit its slot."""
         fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
-        flags, lengths = fields[::2], fields[1::2]
+        data, flags, lengths = self._in.data, fields[::2], fields[1::2]
         if any(flags):  # rare: some message came with flags (MSG_TRUNC); look at each
-            data = self._in.data
             return [None if flag & MSG_TRUNC else data[at : at + length]
                     for at, flag, length in zip(_DATA_OFFSETS, flags, lengths, strict=False)]
-        return _received(self._in, lengths)
+        return [data[at : at + length] for at, length in zip(_DATA_OFFSETS, lengths, strict=False)]
 
     def datagrams_or_cut(self) -> tuple[list[bytes], bool]:
         """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for
         replies, whose header is still good and whose caller can ask again (over TCP). The flag
         says whether any was cut, so a caller need not look at each in the common case."""
         fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
-        return _received(self._in, fields[1::2]), any(fields[::2])
+        data = self._in.data
+        return ([data[at : at + length] for at, length in zip(_DATA_OFFSETS, fields[1::2], strict=False)],
+                any(fields[::2]))
 
     def senders(self) -> list[bytes]:
         """Each sender's address as the kernel gave it (a sockaddr), to send its reply to."""
@@ -219,7 +198,8 @@ class DatagramBatch:
 
     def hosts(self) -> list[str]:
         """Each sender's address as text, as `recvfrom` would give it (port aside)."""
-        return list(map(self._hosts.__getitem__, map(self._in.names.raw.__getitem__, self._host_slices[: self._count])))
+        known = self._hosts
+        return [known[raw] for raw in map(self._in.names.raw.__getitem__, self._host_slices[: self._count])]
 
     def reply_sources(self) -> list[Ancillary]:
         """`reply_source` of each datagram of the last `receive`."""
@@ -247,16 +227,17 @@ class DatagramBatch:
         return sum(self._send_slots(replies[first : first + SLOTS]) for first in range(0, len(replies), SLOTS))
 
     def _send_slots(self, replies: list[tuple[bytes, Ancillary | None, bytes]]) -> int:
-        out = self._out
-        senders, sources, datas = zip(*replies, strict=True)
-        names = b"".join(senders)
-        if len(names) != len(senders) * self._namelen:  # they would land at the wrong addresses
-            raise ValueError("a reply's sender is not an address from `senders`")
-        out.names_view[: len(names)] = names
-        _fill(out, datas)
+        out, pack = self._out, _SIZE.pack_into
+        data_view, iovs_view, names_view = out.data_view, out.iovs_view, out.names_view
+        for at, length_at, name, (sender, _, data) in zip(_DATA_OFFSETS, _IOV_LEN_OFFSETS, self._sender_slices,
+                                                         replies, strict=False):
+            size = len(data)
+            data_view[at : at + size] = data
+            pack(iovs_view, length_at, size)
+            names_view[name] = sender
         if self.destinations:
-            for k, source in enumerate(sources):
-                _SIZE.pack_into(out.headers_view, k * _HDR + _CONTROLLEN_AT, self._control(k, source))
+            for k, (_, source, _) in enumerate(replies):
+                pack(out.headers_view, k * _HDR + _CONTROLLEN_AT, self._control(k, source))
         return self._flush(len(replies))
 
     def _control(self, k: int, source: Ancillary | None) -> int:
@@ -310,10 +291,14 @@ class QuestionBatch:
 
     def send(self, messages: list[bytes]) -> list[tuple[int, OSError]]:
         """Send `messages` in order; the index and error of each one the kernel refused."""
+        ring, pack = self._ring, _SIZE.pack_into
         failed: list[tuple[int, OSError]] = []
         for first in range(0, len(messages), SLOTS):
             chunk = messages[first : first + SLOTS]
-            _fill(self._ring, chunk)
+            for at, length_at, data in zip(_QUESTION_OFFSETS, _IOV_LEN_OFFSETS, chunk, strict=False):
+                size = len(data)
+                ring.data_view[at : at + size] = data
+                pack(ring.iovs_view, length_at, size)
             failed += [(first + k, OSError(code, os.strerror(code)))
-                       for k, code in _send_queued(self._fd, self._ring, len(chunk))]
+                       for k, code in _send_queued(self._fd, ring, len(chunk))]
         return failed
