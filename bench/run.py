@@ -22,15 +22,17 @@ from pathlib import Path
 import probes
 from daemons import HOST, Server, free_port, start_dnsmasq, start_sidecar
 from dataset import OVERRIDES, WORKLOADS, DataSet
-from dnsperf import dnsperf
+from dnsperf import Run, dnsperf
 
 HERE = Path(__file__).resolve().parent
 EVENT_LATENCY = HERE / "event_latency.py"
 LATENCY_SHARE = 0.8  # latency is compared at 80% of our own max rate, where both keep up
-FULL = {"seconds": 4.0, "rounds": 5, "latency_seconds": 4.0, "records": 100_000, "containers": 10_000,
-        "idle_seconds": 5.0, "swap_seconds": 40.0}
-QUICK = {"seconds": 2.0, "rounds": 1, "latency_seconds": 1.0, "records": 20_000, "containers": 1_000,
-         "idle_seconds": 1.0, "swap_seconds": 20.0}
+# Many short rounds rather than a few long ones: on a shared machine the speed drifts within
+# seconds, and the median of twenty alternating rounds moves far less than that of five.
+FULL = {"seconds": 1.0, "rounds": 20, "latency_seconds": 2.0, "latency_rounds": 3, "records": 100_000,
+        "containers": 10_000, "idle_seconds": 5.0, "swap_seconds": 40.0}
+QUICK = {"seconds": 2.0, "rounds": 1, "latency_seconds": 1.0, "latency_rounds": 1, "records": 20_000,
+         "containers": 1_000, "idle_seconds": 1.0, "swap_seconds": 20.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="length of each dnsperf run at full load")
     parser.add_argument("--rounds", type=int, help="alternating runs per server and workload (median kept)")
     parser.add_argument("--latency-seconds", type=float, help="length of each fixed-rate latency run")
+    parser.add_argument("--latency-rounds", type=int, help="alternating latency runs per server (median kept)")
     parser.add_argument("--records", type=int, help="names in the zonefile swapped in under load")
     parser.add_argument("--containers", type=int, help="containers' records held for the memory row")
     parser.add_argument("--idle-seconds", type=float, help="how long idle CPU is measured")
@@ -67,8 +70,9 @@ def machine() -> dict:
 
 
 def compare(servers: dict[str, Server], queries: Path, args: argparse.Namespace) -> dict:
-    """Alternate full-load runs (keys "ours", "dnsmasq" and maybe "workers"), then latency of each
-    at 80% of the single process's median rate. Ratios are to dnsmasq."""
+    """Alternate full-load runs (keys "ours", "dnsmasq" and maybe "workers"), then alternate
+    latency runs of each at 80% of the single process's median rate. Ratios are to dnsmasq;
+    rates and percentiles are medians over the rounds, losses their sum."""
     rates: dict[str, list[float]] = {key: [] for key in servers}
     costs: dict[str, list[float]] = {key: [] for key in servers}
     order = list(servers.items())
@@ -86,11 +90,15 @@ def compare(servers: dict[str, Server], queries: Path, args: argparse.Namespace)
         if key != "dnsmasq":
             prefix = "" if key == "ours" else f"{key}_"
             row[f"{prefix}ratio"] = round(qps[key] / qps["dnsmasq"], 2) if qps["dnsmasq"] else None
-    for key, server in order:
-        run = dnsperf(server.port, queries, args.latency_seconds, row["latency_rate"])
-        row[f"{key}_p50_ms"] = _ms(run.percentile(50))
-        row[f"{key}_p99_ms"] = _ms(run.percentile(99))
-        row[f"{key}_lost"] = run.lost
+    latency: dict[str, list[Run]] = {key: [] for key in servers}
+    for round_ in range(args.latency_rounds):
+        for key, server in order if round_ % 2 == 0 else order[::-1]:
+            latency[key].append(dnsperf(server.port, queries, args.latency_seconds, row["latency_rate"]))
+    for key, runs in latency.items():
+        for p in (50, 99):
+            found = [value for value in (run.percentile(p) for run in runs) if value is not None]
+            row[f"{key}_p{p}_ms"] = _ms(statistics.median(found) if found else None)
+        row[f"{key}_lost"] = sum(run.lost for run in runs)
     return row
 
 

@@ -76,7 +76,7 @@ class _Flight:
 
 
 class Forwarder:
-    def __init__(self, upstreams: Callable[[], Sequence[Endpoint]], cache: AnswerCache,
+    def __init__(self, upstreams: Callable[[], tuple[Endpoint, ...]], cache: AnswerCache,
                  timeout: float = 1.0, conditional: ConditionalForwards | None = None) -> None:
         self._upstreams = upstreams
         self.cache = cache
@@ -119,7 +119,7 @@ class Forwarder:
                 found = self._named[key] = tuple(parse_endpoint(u) for u in named)
             return found
         ruled = None if self._rules is None else self._rules.upstreams_for(qname)
-        return tuple(self._upstreams()) if ruled is None else ruled
+        return self._upstreams() if ruled is None else ruled
 
     def ask(self, key: CacheKey, targets: tuple[Endpoint, ...], question: Question, waiter: Waiter) -> None:
         """Ask `targets` for `question` (the cache already missed); `waiter` gets the Answer, the

@@ -200,6 +200,8 @@ class QueryHandler:
         send(self._finish(asked, settled))
 
     def _relay_asked(self, relay: _Relay, data: bytes, client: str, started: float) -> _Asked:
+        """What `_finish` needs of a remembered relay's query, made only when a reply must go
+        that way (cached, kept, or a failure)."""
         return _Asked(data, None, relay.plain, relay.frame.limit, client, relay.transport, relay.view,
                       relay.generation, started)
 
