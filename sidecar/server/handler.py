@@ -147,9 +147,16 @@ class QueryHandler:
 
         A question found not to be local is remembered (per exact query, view and transport,
         until the zone changes), so asking it again goes straight to the answer cache and
-        upstream, and its reply is made from the remembered frame."""
+        upstream, and its reply is made from the remembered frame. The memo is keyed as the
+        packet cache's exact queries are: when `cached` has just missed these very bytes (over
+        this transport, as the listener calls them), its key is taken as it is."""
         if not self._direct:
             return False
+        missed, memo_key = self.packets.last_miss
+        relay = self._relays.get(memo_key) if missed is data else None
+        if relay is not None:
+            self._relay(relay, data, client, send)
+            return True
         view = self._client_key(client)
         if view is None:
             return False
@@ -174,15 +181,19 @@ class QueryHandler:
             if outcome is not None:
                 return False  # a CNAME chain that leaves our data: the chain finishes it
             relay = self._remember(memo_key, asked, query.key)
+        self._relay(relay, data, client, send)
+        return True
+
+    def _relay(self, relay: _Relay, data: bytes, client: str, send: Callable[[bytes | None], None]) -> None:
+        """Relay a question known not to be local: from the answer cache, else upstream."""
         forwarder = self.chain.forwarder
         started = time.perf_counter()
         cached = forwarder.cache.get(relay.cache_key)
         if cached is not None:
             send(self._finish(self._relay_asked(relay, data, client, started), cached))
-            return True
+            return
         forwarder.ask(relay.cache_key, forwarder.targets(relay.cache_key[0]), relay.question,
                       partial(self._relay_settled, relay, data, client, send, started))
-        return True
 
     def _relay_settled(self, relay: _Relay, data: bytes, client: str, send: Callable[[bytes | None], None],
                        started: float, settled: Settled) -> None:

@@ -61,6 +61,9 @@ class PacketCache:
         self.max_entries = max_entries
         self._clock = clock
         self.hits: defaultdict[tuple[bytes, int], int] = defaultdict(int)  # by key suffix and rcode
+        # The last query that missed and its exact key (bytes but the ID, then the suffix): what
+        # comes next for it (the handler's memo of relays) is keyed the same, and need not make it.
+        self.last_miss: tuple[bytes, bytes] = (b"", b"")
 
     def total_hits(self) -> int:
         return sum(list(self.hits.values()))
@@ -75,6 +78,7 @@ class PacketCache:
         seen = self._seen.get(exact)
         if seen is None:
             if self._missed.get(exact) == self._puts:
+                self.last_miss = (query, exact)
                 return None  # it missed, and nothing was put since
             return self._sight(query, exact, suffix, generation)
         if seen.entry.generation != generation:
@@ -98,6 +102,7 @@ class PacketCache:
             if len(self._missed) >= self.max_entries:
                 self._missed.clear()
             self._missed[exact] = self._puts
+            self.last_miss = (query, exact)
             return None
         age, renew_at = 0, FOREVER
         if entry.expires_at != FOREVER:
