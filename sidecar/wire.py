@@ -125,8 +125,13 @@ def truncated_reply(data: bytes) -> bytes | None:
     qkey = question_key(data)
     if qkey is None:
         return None
-    flags = _QR | _TC | (_SHORT.unpack_from(data, 2)[0] & (_OPCODE_MASK | 0x0100)) | 0x0080
-    return data[:2] + _FLAGS_AND_COUNTS_OUT.pack(flags, 1, 0, 0, 0) + data[12 : qkey.question_end]
+    return data[:2] + _truncated_after_id(_SHORT.unpack_from(data, 2)[0], data[12 : qkey.question_end])
+
+
+def _truncated_after_id(client_flags: int, question: bytes) -> bytes:
+    """An empty TC reply but its ID: QR, TC and RA set, the client's opcode and RD echoed."""
+    flags = _QR | _TC | (client_flags & (_OPCODE_MASK | 0x0100)) | 0x0080
+    return _FLAGS_AND_COUNTS_OUT.pack(flags, 1, 0, 0, 0) + question
 
 
 def parse_query(data: bytes) -> DNSRecord:
@@ -262,7 +267,8 @@ class RelayFrame:
             heads = _REPLY_HEADS[client_flags] = _reply_heads(client_flags)
         # A plain query holds nothing after its question but its OPT record.
         opt = OUR_OPT[query[qend + 7] >> 7] if len(query) > qend else b""
-        return cls(heads, query[12:qend], qend, opt, limit, truncated_reply(query)[2:])
+        question = query[12:qend]
+        return cls(heads, question, qend, opt, limit, _truncated_after_id(client_flags, question))
 
     def reply(self, qid: bytes, upstream: bytes) -> bytes:
         """`upstream`, a reply to this frame's question with its OPT taken out, as the reply to
