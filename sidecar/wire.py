@@ -233,23 +233,28 @@ def relay_reply(upstream: bytes, query: bytes, qkey: QuestionKey | None, limit: 
     return RelayFrame.of(query, qkey, limit).reply(query[:2], upstream)
 
 
-def _reply_heads(client_flags: int) -> tuple[bytes, ...]:
+_ECHOED = _OPCODE_MASK | 0x0100 | 0x0010  # what a relayed reply keeps of the client's flags: opcode, RD, CD
+
+
+def _reply_heads(echoed: int) -> tuple[bytes, ...]:
     """A relayed reply's flags and QDCOUNT for each value of the upstream's AD and rcode bits
-    (flags & 0x2F): QR, the client's opcode, RD and CD bits, RA."""
-    flags = _QR | (client_flags & (_OPCODE_MASK | 0x0100 | 0x0010)) | 0x0080
+    (flags & 0x2F): QR, the client's `echoed` bits, RA."""
+    flags = _QR | echoed | 0x0080
     return tuple(_TWO_SHORTS.pack(flags | upstream, 1) for upstream in range(0x30))
 
 
-_REPLY_HEADS: dict[int, tuple[bytes, ...]] = {}  # by the client's flags: plain queries have four
+# By the client's echoed bits, so whatever else a query sets cannot grow it: plain queries (opcode
+# 0) have four.
+_REPLY_HEADS: dict[int, tuple[bytes, ...]] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class RelayFrame:
-    """What a relayed reply takes from its query, worked out once: the client's ID, question bytes
-    (its case), RD and CD bits, our OPT record if the client sent one, and its UDP limit. The
-    upstream gives the rest: its records, rcode and AD bit. Every query with the same bytes but
-    its ID gets its replies from the same frame, so a question relayed again and again does no
-    header arithmetic at all."""
+    """What a relayed reply takes from its query but the ID, worked out once: the question bytes
+    (the client's case), RD and CD bits, our OPT record if the client sent one, and its UDP
+    limit. The ID comes with each query; the upstream gives the rest: its records, rcode and AD
+    bit. Every query with the same bytes but its ID gets its replies from the same frame, so a
+    question relayed again and again does no header arithmetic at all."""
 
     heads: tuple[bytes, ...]  # `_reply_heads` of the client's flags
     question: bytes
@@ -262,9 +267,10 @@ class RelayFrame:
     def of(cls, query: bytes, qkey: QuestionKey, limit: int | None) -> RelayFrame:
         qend = qkey.question_end
         client_flags = _SHORT.unpack_from(query, 2)[0]
-        heads = _REPLY_HEADS.get(client_flags)
+        echoed = client_flags & _ECHOED
+        heads = _REPLY_HEADS.get(echoed)
         if heads is None:
-            heads = _REPLY_HEADS[client_flags] = _reply_heads(client_flags)
+            heads = _REPLY_HEADS[echoed] = _reply_heads(echoed)
         # A plain query holds nothing after its question but its OPT record.
         opt = OUR_OPT[query[qend + 7] >> 7] if len(query) > qend else b""
         question = query[12:qend]

@@ -5,6 +5,7 @@ import struct
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
+from sidecar import wire
 from sidecar.errors import MalformedQuery
 from sidecar.outcome import Answer
 from sidecar.wire import (
@@ -115,6 +116,20 @@ def test_relayed_reply_takes_the_clients_id_case_and_flags_and_our_opt():
 def test_relayed_reply_has_no_opt_for_a_client_without_edns():
     relayed = DNSRecord.parse(relay(upstream_reply("web.fwd.test"), packed_query("web.fwd.test"), 512))
     assert relayed.ar == [] and [str(rr.rdata) for rr in relayed.rr] == ["192.0.2.1"]
+
+
+def test_a_relayed_reply_echoes_rd_and_cd_only_whatever_else_the_query_sets():
+    """AA, TC, RA, Z, AD and rcode bits in a query are not the client's to set in our reply, and
+    each combination of them must not be remembered as a reply header of its own."""
+    upstream = without_opt(upstream_reply("web.fwd.test"))[0]
+    for junk in range(0, 0x0800, 0x0010):  # every combination of the bits from CD to AA
+        query = bytearray(packed_query("web.fwd.test"))
+        struct.pack_into("!H", query, 2, junk | 0x0110 | 0x000F)  # with RD and CD set, and rcode 15
+        relayed = DNSRecord.parse(relay_reply(upstream, bytes(query), question_key(bytes(query)), 512))
+        header = relayed.header
+        assert (header.qr, header.rd, header.cd, header.ra, header.aa, header.tc, header.ad, header.rcode) == (
+            1, 1, 1, 1, 0, 0, 1, RCODE.NOERROR)  # AD and the rcode are the upstream's
+    assert len(wire._REPLY_HEADS) <= 4
 
 
 def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big():
