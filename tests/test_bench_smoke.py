@@ -32,6 +32,7 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
         for server in ("ours", "workers", "dnsmasq"):
             for key in ("p50_ms", "p99_ms", "cpu_us"):
                 assert row[f"{server}_{key}"] is not None and row[f"{server}_{key}"] >= 0
+            assert 0 < row[f"{server}_held_qps"] <= row["latency_rate"] * 1.1  # dnsperf -Q caps what is sent
     swap = results["zone_swap"]
     assert swap["records"] == 2000 and swap["load_s"] is not None and swap["swap_s"] is not None
     assert swap["sent"] > 0 and swap["lost"] >= 0
@@ -43,5 +44,6 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     table = [line for line in result.stdout.splitlines() if line.startswith("|")]
     assert table[0].startswith("| workload | dns-sidecar, 1 / 2 workers | dnsmasq | ratio")
     assert [line.split("|")[1].strip() for line in table[2:5]] == ["local", "forward-cached", "forward-uncacheable"]
+    assert all(line.count("k ·") == 1 and line.split("|")[6].strip().endswith("k") for line in table[2:5])
     assert any("resident memory" in line for line in table)
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
