@@ -7,17 +7,20 @@ import asyncio
 import errno
 import gc
 import logging
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 
 from .config import Config
 from .endpoint import Endpoint
 from .http import HttpServer
 from .logs import QueryLog, configure_logging
-from .metrics import Metrics
+from .metrics import Metrics, SidecarCollector
 from .outcome import Resolver
+from .peers import FamiliesSocket, WorkerMetrics, socket_path
 from .resolve.cache import AnswerCache
 from .resolve.chain import Chain
 from .resolve.conditional import ConditionalForwards
@@ -51,9 +54,11 @@ YOUNG_GENERATION_THRESHOLD = 20_000
 class Sidecar:
     """One running server. `await start()`, then `bound` lists the real addresses (a port of 0 in
     the config picks a free one, the same for UDP and TCP); `await stop()` drains and closes.
-    Under --workers, `worker` is this one's index: all share the ports, worker 0 alone serves HTTP."""
+    Under --workers, `worker` is this one's index: all share the ports, worker 0 alone serves HTTP,
+    and with --http the others hand it their metrics through sockets in `peers` (`sidecar.peers`)."""
 
-    def __init__(self, config: Config, resolvers: Sequence[Resolver] = (), worker: int = 0) -> None:
+    def __init__(self, config: Config, resolvers: Sequence[Resolver] = (), worker: int = 0,
+                 peers: str | None = None) -> None:
         self.config = config
         self.worker = worker
         self.store = Store()
@@ -70,7 +75,10 @@ class Sidecar:
                                     QueryLog() if config.log_queries else None,
                                     AccessPolicy(config.allow, config.local_to_any), local)
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
+        own = SidecarCollector(self)
+        self.collector = WorkerMetrics(own, peers, config.workers) if peers and worker == 0 else own
         self.http = HttpServer(config.http, self) if config.http and worker == 0 else None
+        self.families = FamiliesSocket(socket_path(peers, worker), own) if peers and worker > 0 else None
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
         self._udp: list[UdpListener] = []
@@ -80,6 +88,8 @@ class Sidecar:
     async def start(self) -> None:
         if self.http is not None:
             self._start_http()  # first, so /healthz can say what is still loading
+        if self.families is not None:
+            self.families.start()
         self.store.put("flags", self.config.flag_fragment())
         await asyncio.to_thread(self.files.load)
         self.files.start()
@@ -155,6 +165,8 @@ class Sidecar:
             await asyncio.to_thread(self.docker.stop)
         if self.http is not None:
             self.http.stop()
+        if self.families is not None:
+            self.families.stop()
 
     def reload(self) -> None:
         """SIGHUP: re-read every watched file now, changed-looking or not."""
@@ -189,16 +201,23 @@ def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
     if config.workers == 1:
         return _serve(config, resolvers, 0)
     log.info("starting %d workers on %s", config.workers, ", ".join(map(str, config.listen)))
-    return Supervisor(config.workers, lambda worker: _serve(config, resolvers, worker, tagged=True)).run()
+    # Where workers 1 to N-1 hand worker 0 their metrics (made 0700, before any worker exists).
+    peers = tempfile.mkdtemp(prefix="dns-sidecar-workers-") if config.http else None
+    try:
+        return Supervisor(config.workers, lambda worker: _serve(config, resolvers, worker, True, peers)).run()
+    finally:
+        if peers is not None:
+            shutil.rmtree(peers, ignore_errors=True)
 
 
-def _serve(config: Config, resolvers: Sequence[Resolver], worker: int, tagged: bool = False) -> int:
+def _serve(config: Config, resolvers: Sequence[Resolver], worker: int, tagged: bool = False,
+           peers: str | None = None) -> int:
     if tagged:
         configure_logging(config.log_level, config.log_format, worker)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
     try:
-        _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers, worker)))
+        _event_loop_runner()(_serve_until_signal(Sidecar(config, resolvers, worker, peers)))
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         return 1

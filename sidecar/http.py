@@ -142,7 +142,7 @@ class _Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__((endpoint.host, endpoint.port), _Handler)
         self.sidecar = sidecar
-        self.registry = registry_for(sidecar)
+        self.registry = registry_for(sidecar.collector)
 
 
 class HttpServer:

@@ -143,7 +143,7 @@ def docker_connected(sidecar: Sidecar) -> bool | None:
     return None if sidecar.docker is None else sidecar.docker.connected
 
 
-def registry_for(sidecar: Sidecar) -> CollectorRegistry:
+def registry_for(collector: Collector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SidecarCollector(sidecar))
+    registry.register(collector)
     return registry

@@ -2,6 +2,8 @@
 client socket, a worker that dies is started again, SIGTERM stops them all, and a worker that
 cannot start stops the service with a clear log line instead of restarting forever."""
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -18,6 +20,7 @@ import dns.rcode
 import pytest
 from conftest import free_port, query, start_daemon, wait_for
 from daemons import children
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.workers import STARTUP_SECONDS
 
@@ -85,6 +88,75 @@ def test_two_workers_share_one_port_and_the_load_and_outlive_a_crash(tmp_path):
         stop(proc)
     assert proc.returncode == 0, log.read_text()
     wait_for(lambda: not any(alive(pid) for pid in workers), what="every worker gone after SIGTERM")
+
+
+def scrape(http: int) -> dict[str, float]:
+    """/metrics as sample name -> value, summed over labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0) + sample.value
+    return totals
+
+
+def holder_of(name: str, pids: set[int]) -> tuple[int, Path]:
+    """Which of `pids` listens on a unix socket called `name`, and that socket's path."""
+    table = map(str.split, Path("/proc/net/unix").read_text().splitlines()[1:])
+    paths = {fields[6]: Path(fields[7]) for fields in table if len(fields) == 8 and fields[7].endswith("/" + name)}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                link = os.readlink(fd)
+                for inode, path in paths.items():
+                    if link == f"socket:[{inode}]":
+                        return pid, path
+    raise AssertionError(f"no worker holds a socket called {name}")
+
+
+@pytest.mark.slow
+def test_metrics_count_the_queries_of_every_worker_and_keep_a_restarted_workers_count(tmp_path):
+    port, http = free_port(), free_port()
+    proc, log = serve_workers(tmp_path, port, "--log-queries", "--http", f"127.0.0.1:{http}")
+    try:
+        wait_for(lambda: log.read_text().count("listening on") == 2, what="both workers listening")
+        listening = time.monotonic()
+        for _ in range(60):
+            assert query("127.0.0.1", port, "svc.workers.test").rcode() == dns.rcode.NOERROR
+        answered_by = set(re.findall(r"worker (\d) sidecar\.queries: query svc\.workers\.test\.", log.read_text()))
+        assert answered_by == {"0", "1"}  # so worker 0's share alone is less than 60
+
+        first = scrape(http)
+        assert first["dns_sidecar_queries_total"] == 60
+        assert first["dns_sidecar_workers_reporting"] == 2
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/records", timeout=5) as response:
+            records = len(json.load(response))
+        assert first["dns_sidecar_zone_records"] == records  # each worker holds the zone: not summed
+        assert first["dns_sidecar_zone_swaps_total"] >= 1
+
+        # Worker 1 dies and is started again: what it had counted must not vanish from the sum.
+        time.sleep(max(0.0, STARTUP_SECONDS + 0.5 - (time.monotonic() - listening)))
+        worker_1, socket_path = holder_of("worker-1.sock", children(proc.pid))
+        assert socket_path.parent.stat().st_mode & 0o777 == 0o700  # only the service's user reads it
+        os.kill(worker_1, signal.SIGKILL)
+        totals = [scrape(http)["dns_sidecar_queries_total"]]  # worker 1 most likely gone: as last read
+
+        def both_reporting() -> bool:
+            metrics = scrape(http)
+            totals.append(metrics["dns_sidecar_queries_total"])
+            return metrics["dns_sidecar_workers_reporting"] == 2
+
+        wait_for(lambda: log.read_text().count("listening on") == 3 and both_reporting(),
+                 what="worker 1 started again and reporting")
+        assert set(totals) == {60}  # never a dip, and the new worker 1's first read already carries the old one's
+        for _ in range(40):
+            assert query("127.0.0.1", port, "svc.workers.test").rcode() == dns.rcode.NOERROR
+        assert scrape(http)["dns_sidecar_queries_total"] == 100
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, log.read_text()
+    assert not socket_path.parent.exists()  # the supervisor cleans up after itself
 
 
 def test_a_worker_that_cannot_start_stops_the_service(tmp_path):
