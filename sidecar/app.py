@@ -67,7 +67,7 @@ class Sidecar:
         cache = AnswerCache(config.cache_size, config.min_ttl, config.max_ttl, config.stale_ttl)
         forwards = [(domain, without_own(targets, config.listen, f"--forward {domain}"))
                     for domain, targets in config.forwards]
-        self.forwarder = Forwarder(self.upstreams, cache, config.timeout, ConditionalForwards(forwards))
+        self.forwarder = Forwarder(self.upstreams, cache, config.timeout, ConditionalForwards(forwards), config.listen)
         local = LocalZone(self.store)
         self.chain = Chain([*resolvers, local], self.forwarder)
         self.metrics = Metrics()

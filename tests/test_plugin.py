@@ -6,12 +6,14 @@ import logging
 import sys
 
 import dns.message
+import dns.query
 import dns.rcode
 from conftest import ROOT, Daemon, free_port, start_daemon, wait_for
 
 from sidecar.app import Sidecar
 from sidecar.config import Config
 from sidecar.endpoint import Endpoint
+from sidecar.outcome import Forward
 
 
 def test_example_plugin_answers_forwards_and_falls_through(dnsmasq, tmp_path):
@@ -53,3 +55,36 @@ def test_a_failing_plugin_costs_one_servfail_and_is_logged(caplog):
         assert asyncio.run(ask()) == dns.rcode.SERVFAIL
     assert "resolver failed on any.test. A" in caplog.text
     assert "RuntimeError: plug-in bug" in caplog.text
+
+
+def test_a_plugin_forwarding_to_this_sidecar_itself_is_not_a_loop(dnsmasq, caplog):
+    upstream = dnsmasq(host="127.0.0.2", args=["--address=/corp.test/198.51.100.7"])
+    port = free_port()
+    own = f"127.0.0.1:{port}"
+
+    def loop_back(query):
+        if query.name.endswith("corp.test."):
+            return Forward(upstreams=(own, f"{upstream.host}:{upstream.port}"))  # ours skipped, the other asked
+        return Forward(upstreams=(own,))  # nothing left: SERVFAIL, not a query to ourselves
+
+    async def ask() -> tuple[list[str], int, int]:
+        config = Config(listen=(Endpoint("127.0.0.1", port),), docker=False, upstreams=(Endpoint("127.0.0.254"),))
+        server = Sidecar(config, [loop_back])
+        await server.start()
+        try:
+            corp = await asyncio.to_thread(dns.query.udp, dns.message.make_query("vpn.corp.test", "A"), "127.0.0.1",
+                                           port=port, timeout=5)
+            other = await asyncio.to_thread(dns.query.udp, dns.message.make_query("else.test", "A"), "127.0.0.1",
+                                            port=port, timeout=5)
+            return [rr.to_text() for rrset in corp.answer for rr in rrset], other.rcode(), \
+                sum(server.metrics.queries.values())
+        finally:
+            await server.stop()
+
+    with caplog.at_level(logging.WARNING):
+        corp, other, answered = asyncio.run(ask())
+    assert corp == ["198.51.100.7"]
+    assert other == dns.rcode.SERVFAIL
+    assert answered == 2  # had either been sent to us, we would have answered more
+    assert f"a plug-in's Forward: upstream {own} is this sidecar itself; skipped" in caplog.text
+    assert f"a plug-in's Forward: every upstream ({own}) is this sidecar itself" in caplog.text

@@ -29,6 +29,7 @@ from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
 from .exchange import TC, Exchanger, Outcome, Question
 from .health import Health
+from .upstreams import without_own
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,14 @@ class _Flight:
 
 
 class Forwarder:
+    """`own`: our listen addresses, never asked even when a plug-in names them (the loop guard
+    the default upstreams and --forward rules get where they are configured)."""
+
     def __init__(self, upstreams: Callable[[], tuple[Endpoint, ...]], cache: AnswerCache,
-                 timeout: float = 1.0, conditional: ConditionalForwards | None = None) -> None:
+                 timeout: float = 1.0, conditional: ConditionalForwards | None = None,
+                 own: Sequence[Endpoint] = ()) -> None:
         self._upstreams = upstreams
+        self._own = tuple(own)
         self.cache = cache
         self.timeout = timeout
         self._budget = timeout * BUDGET_FACTOR
@@ -111,12 +117,14 @@ class Forwarder:
         return relayed_answer(settled) if isinstance(settled, bytes) else settled
 
     def targets(self, qname: str, named: Sequence[str] = ()) -> tuple[Endpoint, ...]:
-        """Where `qname` goes: the `named` upstreams, else a --forward rule's, else the defaults."""
+        """Where `qname` goes: the `named` upstreams (a plug-in's, less our own addresses: said
+        once per list), else a --forward rule's, else the defaults."""
         if named:
             key = tuple(named)
             found = self._named.get(key)
             if found is None:
-                found = self._named[key] = tuple(parse_endpoint(u) for u in named)
+                found = self._named[key] = without_own([parse_endpoint(u) for u in named], self._own,
+                                                       "a plug-in's Forward")
             return found
         ruled = None if self._rules is None else self._rules.upstreams_for(qname)
         return self._upstreams() if ruled is None else ruled
