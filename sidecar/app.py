@@ -201,13 +201,25 @@ def run(config: Config, resolvers: Sequence[Resolver] = ()) -> int:
     if config.workers == 1:
         return _serve(config, resolvers, 0)
     log.info("starting %d workers on %s", config.workers, ", ".join(map(str, config.listen)))
-    # Where workers 1 to N-1 hand worker 0 their metrics (made 0700, before any worker exists).
-    peers = tempfile.mkdtemp(prefix="dns-sidecar-workers-") if config.http else None
+    peers = _metrics_directory(config)
     try:
         return Supervisor(config.workers, lambda worker: _serve(config, resolvers, worker, True, peers)).run()
     finally:
         if peers is not None:
             shutil.rmtree(peers, ignore_errors=True)
+
+
+def _metrics_directory(config: Config) -> str | None:
+    """Where workers 1 to N-1 hand worker 0 their metrics, made 0700 before any worker exists.
+    None without --http, or when no temporary directory can be made (a read-only root file
+    system with no tmpfs): then /metrics counts worker 0's share only, and the log says so."""
+    if not config.http:
+        return None
+    try:
+        return tempfile.mkdtemp(prefix="dns-sidecar-workers-")
+    except OSError as exc:
+        log.warning("no directory for the workers' metrics (%s): /metrics counts worker 0's queries only", exc)
+        return None
 
 
 def _serve(config: Config, resolvers: Sequence[Resolver], worker: int, tagged: bool = False,

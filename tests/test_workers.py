@@ -4,14 +4,17 @@ cannot start stops the service with a clear log line instead of restarting forev
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import dns.message
@@ -22,6 +25,9 @@ from conftest import free_port, query, start_daemon, wait_for
 from daemons import children
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar.app import _metrics_directory
+from sidecar.config import Config
+from sidecar.endpoint import Endpoint
 from sidecar.workers import STARTUP_SECONDS
 
 RECORD = "svc.workers.test. 60 IN A 192.0.2.44"
@@ -174,3 +180,16 @@ def test_a_worker_that_cannot_start_stops_the_service(tmp_path):
     assert "failed to start" in text
     assert "starting it again" not in text
 
+
+
+def test_with_no_temporary_directory_the_workers_serve_on_and_the_log_says_metrics_are_worker_0s(
+        tmp_path, monkeypatch, caplog):
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_directory / "tmp"))  # as on a read-only root
+    config = Config(listen=(Endpoint("127.0.0.1", 0),), docker=False, workers=2, http=Endpoint("127.0.0.1", 0))
+    with caplog.at_level(logging.WARNING, logger="sidecar"):
+        assert _metrics_directory(config) is None
+    assert "no directory for the workers' metrics" in caplog.text
+    assert "/metrics counts worker 0's queries only" in caplog.text
+    assert _metrics_directory(replace(config, http=None)) is None  # no --http: nothing to hand over
