@@ -5,8 +5,8 @@ supervisor made (mode 0700: only the service's user can read it), one JSON docum
 connection. Worker 0, which alone serves --http, reads them when it is scraped and merges them
 with its own. Nothing is exchanged between scrapes, so the workers still share nothing on the
 query path. A worker that does not answer within `PEER_TIMEOUT` (busy, or being started again)
-counts as of the last scrape that read it, with a warning, and
-`dns_sidecar_workers_reporting` says how many answered.
+counts as of the last scrape that read it, with a warning; `dns_sidecar_workers_reporting` says
+how many answered.
 
 Most figures are each worker's share and are summed. A few describe what every worker holds a
 copy of (the zone, the upstreams' state) and are merged as `ACROSS_WORKERS` says. A worker that
