@@ -49,9 +49,13 @@ def socket_path(directory: str, worker: int) -> str:
 
 def families_of(collector: Collector) -> list[dict]:
     """A collector's metric families as plain data: what a worker sends, and what is merged."""
+    return _as_data(collector.collect())
+
+
+def _as_data(families: Iterable[Metric]) -> list[dict]:
     return [{"name": family.name, "type": family.type, "documentation": family.documentation,
              "samples": [[sample.name, sample.labels, sample.value] for sample in family.samples]}
-            for family in collector.collect()]
+            for family in families]
 
 
 def families_json(collector: Collector) -> bytes:
@@ -107,14 +111,10 @@ class _Merged:
     def add(self, key: SampleKey, value: float) -> None:
         self.values.setdefault(key, []).append(value)
 
-    def samples(self) -> Iterator[tuple[str, dict[str, str], float]]:
-        for (sample, labels), values in self.values.items():
-            yield sample, dict(labels), ACROSS_WORKERS.get(sample, sum)(values)
-
     def metric(self) -> Metric:
         metric = Metric(self.name, self.documentation, self.kind)
-        for sample, labels, value in self.samples():
-            metric.add_sample(sample, labels, value)
+        for (sample, labels), values in self.values.items():
+            metric.add_sample(sample, dict(labels), ACROSS_WORKERS.get(sample, sum)(values))
         return metric
 
 
@@ -163,9 +163,7 @@ class WorkerMetrics(Collector):
         previous = self._seen.get(worker)
         if previous is not None and previous[0] != pid:
             retired = [family for family in previous[1] if family["type"] in _CARRIED_TYPES]
-            self._carried = [{"name": family.name, "type": family.kind, "documentation": family.documentation,
-                              "samples": [list(sample) for sample in family.samples()]}
-                             for family in _merge([self._carried, retired]).values()]
+            self._carried = _as_data(family.metric() for family in _merge([self._carried, retired]).values())
         self._seen[worker] = (pid, families)
         return families
 
