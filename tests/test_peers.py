@@ -140,3 +140,26 @@ def test_what_a_replaced_worker_counted_is_carried_so_sums_never_go_down(tmp_pat
     assert after_restart["dns_sidecar_resolve_seconds_bucket", (("le", "+Inf"), ("source", "forward"))] == 1 + 5 + 2
     assert after_restart["dns_sidecar_zone_swaps_total", ()] == 4  # a copy of the same swaps: the most seen
     assert scrape(collector)[udp] == 1 + 5 + 3  # the same worker again: nothing carried twice
+
+
+def test_a_peer_that_sends_garbage_is_left_out_and_logged(tmp_path, caplog):
+    path = socket_path(str(tmp_path), 1)
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(path)
+    listening.listen(2)
+
+    def answer() -> None:
+        with listening:
+            for reply in (b"not json", json.dumps({"families": []}).encode()):  # no pid
+                conn, _ = listening.accept()
+                with conn:
+                    conn.sendall(reply)
+
+    threading.Thread(target=answer, daemon=True).start()
+    collector = WorkerMetrics(FixedFigures(udp=3), str(tmp_path), 2)
+    with caplog.at_level(logging.WARNING, logger="sidecar.peers"):
+        for _ in range(2):
+            merged = scrape(collector)
+            assert merged["dns_sidecar_queries_total", (("transport", "udp"),)] == 3
+            assert merged["dns_sidecar_workers_reporting", ()] == 1
+    assert caplog.text.count("metrics of worker 1 not read") == 2
