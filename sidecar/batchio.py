@@ -8,8 +8,11 @@ callers go datagram by datagram.
 All buffers are allocated once. A received datagram stays in its slot until the next `receive`,
 so what a caller keeps (the query, the sender's address as the kernel gave it: plain bytes) is
 copied out; a reply is copied into a send slot and goes to those address bytes, no tuple and no
-parsing. On a wildcard address the query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the
-same way, and each reply leaves from the address its query was sent to."""
+parsing. A reply ready the moment its query is read (a packet-cache hit) does not even take
+that: it is written over the query in the query's own slot, behind the query's ID, and sent from
+there with the header the kernel filled in (`reply_in_place`), which names the sender already.
+On a wildcard address the query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the same way,
+and each reply leaves from the address its query was sent to."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import socket
 import struct
 import sys
 
-from .pktinfo import Ancillary, reply_source
+from .pktinfo import IP_PKTINFO, Ancillary, reply_source
 from .wire import OUR_UDP_SIZE
 
 SLOTS = 64
@@ -113,11 +116,13 @@ class _Ring:
             hdr.controllen = CONTROL_SIZE if control else 0
         self.address = ctypes.addressof(self.headers)
         self.pristine = bytes(self.headers)  # what `receive` restores: the kernel rewrites lengths
+        self.pristine_iovs = bytes(self.iovs)  # and this, after replies were written into the slots
         self.data_view = memoryview(self.data).cast("B")
         self.names_view = memoryview(self.names).cast("B")
         self.controls_view = memoryview(self.controls).cast("B")
         self.headers_view = memoryview(self.headers).cast("B")
-        self.iovs_view = memoryview(self.iovs).cast("B")
+        # Each iovec's length field, as one size_t item: set by assignment, no struct call.
+        self.iov_lengths = memoryview(self.iovs).cast("B").cast("N")[_IOV_LEN_AT // _SIZE.size :: _IOV // _SIZE.size]
 
 
 def _header_fields(count: int) -> struct.Struct:
@@ -126,11 +131,9 @@ def _header_fields(count: int) -> struct.Struct:
 
 
 _FIELDS = [_header_fields(count) for count in range(SLOTS + 1)]
-# Where each slot's datagram starts, and its iovec's length field: zipped with a batch's messages,
-# which are fewer (strict=False).
+# Where each slot's datagram starts: zipped with a batch's messages, which are fewer (strict=False).
 _DATA_OFFSETS = range(0, SLOTS * SLOT_SIZE, SLOT_SIZE)
 _QUESTION_OFFSETS = range(0, SLOTS * QUESTION_SLOT_SIZE, QUESTION_SLOT_SIZE)
-_IOV_LEN_OFFSETS = range(_IOV_LEN_AT, SLOTS * _IOV, _IOV)
 
 
 class DatagramBatch:
@@ -148,6 +151,8 @@ class DatagramBatch:
         self._out: _Ring | None = None  # made on the first `send`: a socket that only reads needs none
         self.destinations = destinations
         self._count = 0
+        self._replied_in_place = False
+        self._answered: ctypes.Array | None = None  # headers of the slots answered in place, when not all were
         self._hosts = _HostNames(sock.family)
         # Where each slot's sockaddr is, and its address within (sockaddr_in6 / sockaddr_in).
         first, last = (8, 24) if self._v6 else (4, 8)
@@ -164,6 +169,9 @@ class DatagramBatch:
         error the socket reports (an ICMP error queued on it); the next call reads on."""
         if self._count:
             ctypes.memmove(self._in.address, self._in.pristine, self._count * _HDR)
+            if self._replied_in_place:
+                ctypes.memmove(ctypes.addressof(self._in.iovs), self._in.pristine_iovs, self._count * _IOV)
+                self._replied_in_place = False
             self._count = 0
         count = self._recvmmsg(self._fd, self._in.address, SLOTS, MSG_DONTWAIT, None)
         if count < 0:
@@ -182,6 +190,71 @@ class DatagramBatch:
             return [None if flag & MSG_TRUNC else data[at : at + length]
                     for at, flag, length in zip(_DATA_OFFSETS, flags, lengths, strict=False)]
         return [data[at : at + length] for at, length in zip(_DATA_OFFSETS, lengths, strict=False)]
+
+    def queries(self) -> list[bytes] | None:
+        """The datagrams of the last `receive` without their first two bytes (a query's ID), for
+        `reply_in_place`; None when some came cut (they take `datagrams`)."""
+        fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
+        if any(fields[::2]):
+            return None
+        data = self._in.data
+        return [data[at + 2 : at + length] for at, length in zip(_DATA_OFFSETS, fields[1::2], strict=False)]
+
+    def reply_in_place(self, tails: list[bytes | None]) -> tuple[list[int], int]:
+        """Answer each datagram of the last `receive` that has a tail in `tails`: the tail is
+        written after the datagram's first two bytes (a reply after its query's ID) in the very
+        slot the datagram came in, and sent from there to its sender (from the address it was
+        sent to, on a wildcard socket). No copy to a send slot, no address read in Python. The
+        indices of the datagrams with none, which `datagrams`, `senders` and `reply_sources`
+        still give as they came, and how many replies were dropped (see `send`)."""
+        ring = self._in
+        data_view, iov_lengths = ring.data_view, ring.iov_lengths
+        unanswered = []
+        for i, at, tail in zip(range(self._count), _DATA_OFFSETS, tails, strict=False):
+            if tail is None:
+                unanswered.append(i)
+                continue
+            end = at + 2 + len(tail)
+            data_view[at + 2 : end] = tail
+            iov_lengths[i] = end - at
+        answered = self._count - len(unanswered)
+        if not answered:
+            return unanswered, 0
+        self._replied_in_place = True
+        if self.destinations:
+            for i, tail in enumerate(tails):
+                if tail is not None:
+                    self._source_in_place(i)
+        if not unanswered:
+            return unanswered, len(_send_queued(self._fd, ring.address, answered))
+        return unanswered, len(_send_queued(self._fd, self._gather_answered(tails), answered))
+
+    def _gather_answered(self, tails: list[bytes | None]) -> int:
+        """Copy the headers of the slots answered in place next to each other, apart from the
+        receive ring's (which still describe the others); their address, for sendmmsg."""
+        if self._answered is None:
+            self._answered = (_MMsgHdr * SLOTS)()
+        gathered, headers = memoryview(self._answered).cast("B"), self._in.headers_view
+        k = 0
+        for i, tail in enumerate(tails):
+            if tail is not None:
+                gathered[k * _HDR : (k + 1) * _HDR] = headers[i * _HDR : (i + 1) * _HDR]
+                k += 1
+        return ctypes.addressof(self._answered)
+
+    def _source_in_place(self, i: int) -> None:
+        """Turn datagram `i`'s IP_PKTINFO / IPV6_PKTINFO, as received, into the one its reply is
+        sent with (what `reply_source` makes): from the address it was sent to, through no
+        interface in particular. The address it was sent to stays readable where it was."""
+        if _SIZE.unpack_from(self._in.headers_view, i * _HDR + _CONTROLLEN_AT)[0] < _CMSG.size:
+            return
+        start = i * CONTROL_SIZE
+        _, level, kind = _CMSG.unpack_from(self._in.controls_view, start)
+        controls, data = self._in.controls_view, start + _CMSG.size
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:  # ifindex, spec_dst (the source), addr
+            controls[data : data + 8] = bytes(4) + controls[data + 8 : data + 12]
+        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:  # addr, ifindex
+            controls[data + 16 : data + 20] = bytes(4)
 
     def datagrams_or_cut(self) -> tuple[list[bytes], bool]:
         """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for
@@ -228,12 +301,12 @@ class DatagramBatch:
 
     def _send_slots(self, replies: list[tuple[bytes, Ancillary | None, bytes]]) -> int:
         out, pack = self._out, _SIZE.pack_into
-        data_view, iovs_view, names_view = out.data_view, out.iovs_view, out.names_view
-        for at, length_at, name, (sender, _, data) in zip(_DATA_OFFSETS, _IOV_LEN_OFFSETS, self._sender_slices,
-                                                         replies, strict=False):
+        data_view, iov_lengths, names_view = out.data_view, out.iov_lengths, out.names_view
+        for k, at, name, (sender, _, data) in zip(range(SLOTS), _DATA_OFFSETS, self._sender_slices, replies,
+                                                  strict=False):
             size = len(data)
             data_view[at : at + size] = data
-            pack(iovs_view, length_at, size)
+            iov_lengths[k] = size
             names_view[name] = sender
         if self.destinations:
             for k, (_, source, _) in enumerate(replies):
@@ -251,18 +324,19 @@ class DatagramBatch:
         return _CMSG.size + -(-len(data) // _CMSG_ALIGN) * _CMSG_ALIGN
 
     def _flush(self, queued: int) -> int:
-        return len(_send_queued(self._fd, self._out, queued))
+        return len(_send_queued(self._fd, self._out.address, queued))
 
 
-def _send_queued(fd: int, ring: _Ring, count: int) -> list[tuple[int, int]]:
-    """sendmmsg the first `count` messages of `ring`; the (index, errno) of each one not sent.
+def _send_queued(fd: int, headers: int, count: int) -> list[tuple[int, int]]:
+    """sendmmsg the first `count` message headers at address `headers`; the (index, errno) of
+    each one not sent.
     sendmmsg stops at the first message the kernel refuses: with its buffer full the rest fail
     too, any other error costs that one message only."""
     sendmmsg = _CALLS[1]
     failed: list[tuple[int, int]] = []
     start = 0
     while start < count:
-        sent = sendmmsg(fd, ring.address + start * _HDR, count - start, MSG_DONTWAIT)
+        sent = sendmmsg(fd, headers + start * _HDR, count - start, MSG_DONTWAIT)
         if sent > 0:
             start += sent
             continue
@@ -291,14 +365,14 @@ class QuestionBatch:
 
     def send(self, messages: list[bytes]) -> list[tuple[int, OSError]]:
         """Send `messages` in order; the index and error of each one the kernel refused."""
-        ring, pack = self._ring, _SIZE.pack_into
+        ring = self._ring
         failed: list[tuple[int, OSError]] = []
         for first in range(0, len(messages), SLOTS):
             chunk = messages[first : first + SLOTS]
-            for at, length_at, data in zip(_QUESTION_OFFSETS, _IOV_LEN_OFFSETS, chunk, strict=False):
+            for k, at, data in zip(range(SLOTS), _QUESTION_OFFSETS, chunk, strict=False):
                 size = len(data)
                 ring.data_view[at : at + size] = data
-                pack(ring.iovs_view, length_at, size)
+                ring.iov_lengths[k] = size
             failed += [(first + k, OSError(code, os.strerror(code)))
-                       for k, code in _send_queued(self._fd, ring, len(chunk))]
+                       for k, code in _send_queued(self._fd, ring.address, len(chunk))]
         return failed

@@ -3,12 +3,13 @@ come out as recvfrom spells them, replies reach each sender from the address it 
 datagram too large for a slot is refused rather than read cut."""
 
 import socket
+import struct
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from sidecar.batchio import AVAILABLE, SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
+from sidecar.batchio import AVAILABLE, CONTROL_SIZE, SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
 from sidecar.pktinfo import IP_PKTINFO
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="recvmmsg/sendmmsg are Linux system calls")
@@ -136,6 +137,99 @@ def test_on_a_wildcard_socket_each_reply_leaves_from_the_address_its_query_was_s
     client.settimeout(2)
     replies = dict(client.recvfrom(100) for _ in range(2))
     assert replies == {b"to .7": ("127.0.0.7", port), b"to .8": ("127.0.0.8", port)}
+    server.close()
+    client.close()
+
+
+def test_replies_written_in_place_reach_their_senders_and_the_rest_stays_as_it_came():
+    server = udp(socket.AF_INET, ("127.0.0.1", 0))
+    server.setblocking(False)
+    batch = DatagramBatch(server, destinations=False)
+    clients = [udp(socket.AF_INET, (f"127.0.0.{20 + i}", 0)) for i in range(4)]
+    for i, client in enumerate(clients):
+        client.settimeout(2)
+        client.sendto(b"%02dquery %d" % (i, i), server.getsockname())
+    receive_all(batch, 4)
+    assert batch.queries() == [b"query %d" % i for i in range(4)]  # all but the first two bytes
+    tails = [b" answered in place, a reply longer than its query", None, b" short", None]
+    unanswered, dropped = batch.reply_in_place(tails)
+    assert (unanswered, dropped) == ([1, 3], 0)
+    assert clients[0].recvfrom(100) == (b"00" + tails[0], server.getsockname())
+    assert clients[2].recvfrom(100) == (b"02" + tails[2], server.getsockname())
+    # the datagrams left unanswered are read as they came, and answered the usual way
+    datagrams, senders = batch.datagrams(), batch.senders()
+    assert [datagrams[i] for i in unanswered] == [b"01query 1", b"03query 3"]
+    assert batch.send([(senders[i], None, b"later " + datagrams[i]) for i in unanswered]) == 0
+    assert [clients[i].recv(100) for i in unanswered] == [b"later 01query 1", b"later 03query 3"]
+    # the slots hold full datagrams again: none is cut to the length of the reply written there
+    clients[2].sendto(b"x" * 1000, server.getsockname())
+    receive_all(batch, 1)
+    assert batch.datagrams() == [b"x" * 1000]
+    for sock in (server, *clients):
+        sock.close()
+
+
+def test_a_batch_answered_in_place_whole_goes_out_and_one_with_none_sends_nothing(loopback):
+    server, batch, client = loopback
+    for i in range(SLOTS):
+        client.sendto(b"%02d?" % (i % 100), server.getsockname())
+    receive_all(batch, SLOTS)
+    assert batch.reply_in_place([b"!"] * SLOTS) == ([], 0)
+    assert [client.recv(100) for _ in range(SLOTS)] == [b"%02d!" % (i % 100) for i in range(SLOTS)]
+    client.sendto(b"01?", server.getsockname())
+    receive_all(batch, 1)
+    assert batch.reply_in_place([None]) == ([0], 0)
+    client.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        client.recv(100)
+
+
+def sent_control(batch: DatagramBatch, i: int) -> tuple[int, int, bytes]:
+    """Slot `i`'s control message as it stands in the receive ring (its level, type and data)."""
+    start = i * CONTROL_SIZE
+    length, level, kind = struct.unpack_from("@Nii", batch._in.controls, start)
+    return level, kind, bytes(batch._in.controls[start + 16 : start + length])
+
+
+def wildcard(family: int) -> tuple[socket.socket, DatagramBatch]:
+    server = udp(family, ("::" if family == socket.AF_INET6 else "0.0.0.0", 0))
+    server.setblocking(False)
+    if family == socket.AF_INET6:
+        server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    else:
+        server.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    return server, DatagramBatch(server, destinations=True)
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6-dual-stack"])
+def test_on_a_wildcard_socket_replies_in_place_leave_from_the_address_each_query_was_sent_to(family):
+    """IPv4 queries to two loopback addresses; on an IPv6 socket they arrive v4-mapped, with
+    IPV6_PKTINFO. The one left unanswered keeps the destination it came with."""
+    try:
+        server, batch = wildcard(family)
+    except OSError:
+        pytest.skip("no IPv6")
+    port = server.getsockname()[1]
+    client = udp(socket.AF_INET, ("127.0.0.1", 0))
+    client.settimeout(2)
+    for last in (7, 8, 9):
+        client.sendto(b"%02d" % last, (f"127.0.0.{last}", port))
+    receive_all(batch, 3)
+    assert batch.reply_in_place([b" from .7", None, b" from .9"]) == ([1], 0)
+    assert dict(client.recvfrom(100) for _ in range(2)) == {b"07 from .7": ("127.0.0.7", port),
+                                                             b"09 from .9": ("127.0.0.9", port)}
+    # What the kernel was given, which loopback alone cannot tell apart from what it wrote: the
+    # interface the query came in on is not imposed on its reply, so the routing table decides.
+    for i, sent_to in ((0, 7), (2, 9)):
+        level, kind, data = sent_control(batch, i)
+        if family == socket.AF_INET:
+            assert (level, kind) == (socket.IPPROTO_IP, IP_PKTINFO)
+            assert data[:8] == bytes(4) + socket.inet_aton(f"127.0.0.{sent_to}")  # no ifindex; source
+        else:
+            assert (level, kind) == (socket.IPPROTO_IPV6, socket.IPV6_PKTINFO)
+            assert data[:20] == socket.inet_pton(socket.AF_INET6, f"::ffff:127.0.0.{sent_to}") + bytes(4)
+    assert batch.send([(batch.senders()[1], batch.reply_source(1), b"08 later")]) == 0
+    assert client.recvfrom(100) == (b"08 later", ("127.0.0.8", port))
     server.close()
     client.close()
 

@@ -129,7 +129,57 @@ def test_exact_memo_is_bounded():
     for qid in range(10):
         name = "".join(c.upper() if qid >> i & 1 else c for i, c in enumerate("web.dev.test."))
         assert dns.message.from_wire(cache.answer(make_query(name, qid=qid), SUFFIX, 1)).id == qid
-    assert len(cache._seen) <= 3 and len(cache._keys) <= 3
+    assert len(cache.table(SUFFIX)) <= 3 and len(cache._keys) <= 3
     for qid in range(10):
         assert cache.answer(make_query(f"n{qid}.dev.test."), SUFFIX, 1) is None
     assert len(cache._missed) <= 3
+
+
+def batch_reply(cache: PacketCache, query: bytes, host: str = "192.0.2.1", generation: int = 1) -> bytes | None:
+    """`tails` for a batch of one query from `host`, whose view is the one SUFFIX names, as the
+    UDP listener asks it: the reply after its ID put back behind that ID, or None."""
+    [tail] = cache.tails([query[2:]], [host], {"192.0.2.1": cache.table(SUFFIX)}, generation)
+    return None if tail is None else query[:2] + tail
+
+
+def test_a_batch_is_answered_from_what_answer_made_ready_for_that_exact_query_and_view():
+    cache = PacketCache()
+    store(cache, make_query(), None)
+    asked = make_query("WEB.dev.test.", qid=77)
+    assert batch_reply(cache, asked) is None  # not seen yet: `answer` makes it ready
+    assert cache.answer(asked, SUFFIX, 1) == batch_reply(cache, asked) == batch_reply(cache, asked)
+    reply = dns.message.from_wire(batch_reply(cache, asked))
+    assert (reply.id, reply.question[0].name.to_text()) == (77, "WEB.dev.test.")
+    assert batch_reply(cache, make_query("WEB.dev.test.", qid=78)) is not None  # any ID
+    assert batch_reply(cache, make_query("web.dev.test.", qid=77)) is None  # other bytes: not seen yet
+    assert batch_reply(cache, asked, host="192.0.2.2") is None  # a client with no view yet
+    assert cache.hits == {(SUFFIX, 0): 5}  # one `answer`, four batch hits
+
+
+def test_a_batch_leaves_an_answer_a_second_old_to_answer_which_ages_its_ttls():
+    clock = Clock()
+    cache = PacketCache(clock=clock)
+    query = make_query()
+    store(cache, query, 300, ttl=300)
+    cache.answer(query, SUFFIX, 1)
+    clock.now += 0.9
+    assert dns.message.from_wire(batch_reply(cache, query)).answer[0].ttl == 300
+    clock.now += 0.1
+    assert batch_reply(cache, query) is None
+    assert dns.message.from_wire(cache.answer(query, SUFFIX, 1)).answer[0].ttl == 299
+    assert dns.message.from_wire(batch_reply(cache, query)).answer[0].ttl == 299
+    clock.now += 299
+    assert batch_reply(cache, query) is None and cache.answer(query, SUFFIX, 1) is None  # expired
+
+
+def test_a_zone_swap_empties_the_ready_tables():
+    cache = PacketCache()
+    query = make_query()
+    store(cache, query, None)
+    cache.answer(query, SUFFIX, 1)
+    assert batch_reply(cache, query) is not None
+    assert batch_reply(cache, query, generation=2) is None
+    assert len(cache.table(SUFFIX)) == 0
+    store(cache, query, None, generation=2, ttl=60)
+    cache.answer(query, SUFFIX, 2)
+    assert dns.message.from_wire(batch_reply(cache, query, generation=2)).answer[0].ttl == 60

@@ -36,7 +36,7 @@ from ..wire import (
     with_records,
 )
 from .access import AccessPolicy
-from .packetcache import TRANSPORT_TAG, PacketCache
+from .packetcache import TRANSPORT_TAG, PacketCache, ReadyTable
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ class QueryHandler:
         self.access = access or AccessPolicy()
         self._client_keys: dict[str, bytes | None] = {}
         self._suffixes: dict[str, dict[str, bytes]] = {transport: {} for transport in TRANSPORT_TAG}
+        self._udp_tables: dict[str, ReadyTable] = {}  # each UDP client's view's ready answers
         self._relays: dict[bytes, _Relay] = {}
         self._keys_generation = -1
         # With no plug-in before the local zone, plain questions skip the chain (`respond`).
@@ -115,6 +116,7 @@ class QueryHandler:
 
     def _forget_clients(self) -> None:
         self._client_keys.clear()
+        self._udp_tables.clear()
         for suffixes in self._suffixes.values():
             suffixes.clear()
 
@@ -132,12 +134,24 @@ class QueryHandler:
                 self.metrics.answered(transport, RCODE.REFUSED, "policy", b"", 0.0)
                 return error_reply(data, RCODE.REFUSED)
             suffix = self._suffixes[transport][client] = TRANSPORT_TAG[transport] + view
+            if transport == "udp":
+                self._udp_tables[client] = self.packets.table(suffix)
         reply = self.packets.answer(data, suffix, generation)
         if reply is None:
             return None
         if self.query_log is not None:
             self.query_log.replayed(data, client, transport, reply)
         return reply
+
+    def ready_replies(self, queries: list[bytes], clients: list[str]) -> list[bytes | None]:
+        """The fast path for a batch of UDP queries, each given without its ID: per query, the
+        reply after its ID; None for each one that must go through `cached` (which is also where
+        a client is first placed in its view, or refused). With a query log, every hit must be
+        logged: all go through `cached`."""
+        generation = self.store.zone.generation
+        if generation != self._keys_generation or self.query_log is not None:
+            return [None] * len(queries)
+        return self.packets.tails(queries, clients, self._udp_tables, generation)
 
     def respond(self, data: bytes, client: str, transport: str, send: Callable[[bytes | None], None]) -> bool:
         """The middle path, for a plain question when no plug-in is in the chain: a local answer

@@ -1,19 +1,22 @@
 """Packed replies keyed by normalized query bytes plus the client's view: the fast path.
 
-Three dicts. `_entries` holds one packed reply per normalized question (ID dropped, name case
-folded, EDNS reduced to size and DO bit, transport and view added). `_seen` remembers, per exact
-query as it arrived (minus its ID), which entry answered it and the reply already made that
-asker's own (its question case, TTLs aged to the current second). A repeat query, the common case,
-then costs one slice, one dict lookup, two checks and one concatenation: no parsing at all.
-`_keys` remembers the normalized key of each exact query looked up, so a repeat that misses (an
-answer that may not be cached) is not parsed again either, and `_missed` how many replies had been
-put when an exact query last missed: until another is put, it misses again without a lookup.
+`_entries` holds one packed reply per normalized question (ID dropped, name case folded, EDNS
+reduced to size and DO bit, transport and view added). Ready tables, one per key suffix
+(transport tag and view), remember per exact query as it arrived (minus its ID) the reply already
+made that asker's own (its question case, TTLs aged to the current second). A repeat query, the
+common case, then costs one slice, one dict lookup, one check and one concatenation: no parsing
+at all. A whole batch of datagrams is looked up in one pass (`tails`), and the listener writes
+each reply into the slot its query came in. `_keys` remembers the normalized key of each exact
+query looked up, so a repeat that misses (an answer that may not be cached) is not parsed again
+either, and `_missed` how many replies had been put when an exact query last missed: until
+another is put, it misses again without a lookup.
 
 Entries carry the zone generation they were built from, so any zone swap retires them all at
-once; forwarded entries also expire with their TTL and have their TTLs counted down on the way out.
+once (and empties the ready tables, so a hit need not look at generations); forwarded entries
+also expire with their TTL and have their TTLs counted down on the way out.
 
-Hits are counted here, by key suffix (transport tag and view) and rcode, the labels /metrics gives
-them: each ready answer holds its labels, so a hit costs one dict increment."""
+Hits are counted here, by key suffix and rcode, the labels /metrics gives them: each ready answer
+holds its labels, so a hit costs one dict increment."""
 
 from __future__ import annotations
 
@@ -44,17 +47,19 @@ class _Seen:
     """One exact query's ready answer: `tail` is the reply after its ID, with the asker's question
     bytes and TTLs aged by whole seconds; it holds until `renew_at` (never, for local answers)."""
 
-    entry: _Packed
-    question_end: int
     renew_at: float
     tail: bytes
     labels: tuple[bytes, int]  # what its hits are counted by: the key suffix, the rcode
 
 
+ReadyTable = dict[bytes, _Seen]  # one key suffix's ready answers, by exact query after its ID
+
+
 class PacketCache:
     def __init__(self, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[bytes, _Packed] = {}
-        self._seen: dict[bytes, _Seen] = {}
+        self._ready: dict[bytes, ReadyTable] = {}  # by key suffix; emptied, never replaced
+        self._ready_generation = -1  # the zone generation the ready tables hold answers of
         self._keys: dict[bytes, QuestionKey | None] = {}
         self._missed: dict[bytes, int] = {}
         self._puts = 0
@@ -71,22 +76,56 @@ class PacketCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def table(self, suffix: bytes) -> ReadyTable:
+        """The ready answers for the key suffix `suffix`, for `tails`: the same dict for as long
+        as this cache lives."""
+        table = self._ready.get(suffix)
+        if table is None:
+            table = self._ready[suffix] = {}
+        return table
+
     def answer(self, query: bytes, suffix: bytes, generation: int) -> bytes | None:
         """The reply to `query` (asked over the transport and from the view that `suffix` names),
         ready to send; None when it must take the slow path."""
-        exact = query[2:] + suffix
-        seen = self._seen.get(exact)
+        if generation != self._ready_generation:
+            self._retire_ready(generation)
+        table = self._ready.get(suffix)
+        seen = None if table is None else table.get(query[2:])
         if seen is None:
+            exact = query[2:] + suffix
             if self._missed.get(exact) == self._puts:
                 self.last_miss = (query, exact)
                 return None  # it missed, and nothing was put since
             return self._sight(query, exact, suffix, generation)
-        if seen.entry.generation != generation:
-            return self._sight(query, exact, suffix, generation)
-        if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:
-            return self._sight(query, exact, suffix, generation)  # a second went by: age the TTLs, or expire
+        if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:  # a second went by: age the TTLs, or expire
+            return self._sight(query, query[2:] + suffix, suffix, generation)
         self.hits[seen.labels] += 1
         return query[:2] + seen.tail
+
+    def tails(self, queries: list[bytes], hosts: list[str], tables: dict[str, ReadyTable],
+              generation: int) -> list[bytes | None]:
+        """For a batch: the reply to each query (given without its ID, from the client `hosts`
+        names, whose ready table `tables` holds) after its ID, ready to follow that ID; None for
+        each one that must go through `answer` (not seen yet, due to age, or a client `tables`
+        does not know). One clock read for the batch."""
+        if generation != self._ready_generation:
+            self._retire_ready(generation)
+        now, hits, tails = self._clock(), self.hits, []
+        for query, host in zip(queries, hosts, strict=True):
+            table = tables.get(host)
+            seen = None if table is None else table.get(query)
+            if seen is None or seen.renew_at <= now:
+                tails.append(None)
+            else:
+                hits[seen.labels] += 1
+                tails.append(seen.tail)
+        return tails
+
+    def _retire_ready(self, generation: int) -> None:
+        """A zone swap: every ready answer is of the old zone."""
+        for table in self._ready.values():
+            table.clear()
+        self._ready_generation = generation
 
     def _sight(self, query: bytes, exact: bytes, suffix: bytes, generation: int) -> bytes | None:
         """Look `query` up by its normalized key and remember the ready reply for its exact bytes,
@@ -97,8 +136,9 @@ class PacketCache:
                 self._keys.clear()
             qkey = self._keys[exact] = question_key(query)
         entry = None if qkey is None else self._live(qkey.key + suffix, generation)
+        table = self.table(suffix)
         if entry is None:
-            self._seen.pop(exact, None)
+            table.pop(query[2:], None)
             if len(self._missed) >= self.max_entries:
                 self._missed.clear()
             self._missed[exact] = self._puts
@@ -108,10 +148,10 @@ class PacketCache:
         if entry.expires_at != FOREVER:
             age = int(self._clock() - entry.stored_at)
             renew_at = min(entry.stored_at + age + 1, entry.expires_at)
-        if len(self._seen) >= self.max_entries:
-            self._seen.clear()  # cheap and rare: the next queries rebuild it from `_entries`
-        seen = self._seen[exact] = _Seen(entry, qkey.question_end, renew_at,
-                                         _tail(entry, query, qkey.question_end, age), (suffix, entry.reply[3] & 0xF))
+        if len(table) >= self.max_entries:
+            table.clear()  # cheap and rare: the next queries rebuild it from `_entries`
+        seen = table[query[2:]] = _Seen(renew_at, _tail(entry, query, qkey.question_end, age),
+                                        (suffix, entry.reply[3] & 0xF))
         self.hits[seen.labels] += 1
         return query[:2] + seen.tail
 

@@ -3,9 +3,10 @@ object in between, answers a packet-cache hit on the spot, lets the handler answ
 plain question through callbacks, and turns anything else into a task. Queries in progress are
 bounded, so a flood sheds load instead of growing memory.
 
-On Linux a wake-up reads up to 64 datagrams with one recvmmsg and sends the replies that are ready
-at once with one sendmmsg (`batchio`); replies that come later (relayed from upstream, built on
-the slow path) wait in an outbox sent once per loop turn. Elsewhere it reads and sends datagram
+On Linux a wake-up reads up to 64 datagrams with one recvmmsg (`batchio`). The packet cache looks
+the whole batch up in one pass, and its hits are written into the slots their queries came in and
+sent with one sendmmsg; the rest are answered one by one, and replies that come later (relayed
+from upstream, built on the slow path) wait in an outbox sent once per loop turn. Elsewhere it reads and sends datagram
 by datagram. Reading the socket directly rather than through an asyncio datagram transport costs
 about a tenth less CPU per query (see bench/). A reply that finds the send buffer full is
 dropped, as the network may drop any datagram: the client asks again."""
@@ -15,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Iterable
 from functools import partial
-from itertools import repeat
 
 from ..batchio import SLOTS, DatagramBatch
 from ..pktinfo import IP_PKTINFO, Ancillary, reply_source
@@ -74,7 +75,8 @@ class UdpListener:
         self._loop.add_reader(self._sock.fileno(), reader)
 
     def _readable_batch(self) -> None:
-        """One recvmmsg, each datagram answered or passed on, one sendmmsg for what is ready."""
+        """One recvmmsg; packet-cache hits answered in the slots they came in, with one
+        sendmmsg; each other datagram answered or passed on, one sendmmsg for what is ready."""
         batch = self.batch
         try:
             count = batch.receive()
@@ -83,19 +85,35 @@ class UdpListener:
             return
         if not count:
             return
+        hosts = batch.hosts()
+        queries = batch.queries() if self.limiter is None else None
+        if queries is None:
+            self._one_by_one(hosts, range(count))
+        else:
+            unanswered, dropped = batch.reply_in_place(self.handler.ready_replies(queries, hosts))
+            self.dropped += dropped
+            if unanswered:
+                self._one_by_one(hosts, unanswered)
+        self._flush()
+
+    def _one_by_one(self, hosts: list[str], indices: Iterable[int]) -> None:
+        """Answer or pass on each of these datagrams of the batch, the packet cache's hits
+        through the outbox."""
+        batch = self.batch
         at_once = self.handler.cached if self.limiter is None else self._at_once
         outbox = self._outbox
-        sources = batch.reply_sources() if batch.destinations else repeat(None)
-        for data, host, sender, source in zip(batch.datagrams(), batch.hosts(), batch.senders(), sources,
-                                              strict=False):  # `repeat(None)` never runs out
+        datagrams, senders = batch.datagrams(), batch.senders()
+        sources = batch.reply_sources() if batch.destinations else None
+        for i in indices:
+            data = datagrams[i]
             if data is None:
                 continue  # larger than any query: dropped
-            reply = at_once(data, host, "udp")
+            reply = at_once(data, hosts[i], "udp")
+            source = sources[i] if sources is not None else None
             if reply is None:
-                self._later(data, host, sender, source)
+                self._later(data, hosts[i], senders[i], source)
             elif reply:  # b"": rate limiting says nothing at all
-                outbox.append((sender, source, reply))
-        self._flush()
+                outbox.append((senders[i], source, reply))
 
     def _flush(self) -> None:
         """Send what the outbox holds (batched: replies ready now, and those that came later)."""
