@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ..wire import QuestionKey, count_down, patch_reply, question_key, ttl_offsets
 
@@ -31,6 +32,7 @@ FOREVER = float("inf")
 TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}  # a key's suffix: this byte, then the client's view
 TAG_TRANSPORT = {tag[0]: transport for transport, tag in TRANSPORT_TAG.items()}
 _UNKNOWN = QuestionKey(b"", 0)  # not looked up yet (None: looked up, not a plain query)
+_NO_TABLE: Mapping[bytes, object] = MappingProxyType({})  # a client's, when it has no view yet
 
 
 @dataclass(slots=True)
@@ -110,15 +112,15 @@ class PacketCache:
         does not know). One clock read for the batch."""
         if generation != self._ready_generation:
             self._retire_ready(generation)
-        now, hits, tails = self._clock(), self.hits, []
+        now, hits, tails, unknown = self._clock(), self.hits, [], _NO_TABLE
+        add = tails.append
         for query, host in zip(queries, hosts, strict=True):
-            table = tables.get(host)
-            seen = None if table is None else table.get(query)
+            seen = tables.get(host, unknown).get(query)
             if seen is None or seen.renew_at <= now:
-                tails.append(None)
+                add(None)
             else:
                 hits[seen.labels] += 1
-                tails.append(seen.tail)
+                add(seen.tail)
         return tails
 
     def _retire_ready(self, generation: int) -> None:
