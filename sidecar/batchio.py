@@ -115,14 +115,17 @@ class _Ring:
             hdr.control = ctypes.addressof(self.controls) + i * CONTROL_SIZE
             hdr.controllen = CONTROL_SIZE if control else 0
         self.address = ctypes.addressof(self.headers)
-        self.pristine = bytes(self.headers)  # what `receive` restores: the kernel rewrites lengths
-        self.pristine_iovs = bytes(self.iovs)  # and this, after replies were written into the slots
+        # What `receive` restores: the kernel rewrites the headers' lengths, and replies written
+        # into the slots the iovecs' lengths.
+        self.pristine = memoryview(bytes(self.headers))
+        self.pristine_iovs = memoryview(bytes(self.iovs))
         self.data_view = memoryview(self.data).cast("B")
         self.names_view = memoryview(self.names).cast("B")
         self.controls_view = memoryview(self.controls).cast("B")
         self.headers_view = memoryview(self.headers).cast("B")
+        self.iovs_view = memoryview(self.iovs).cast("B")
         # Each iovec's length field, as one size_t item: set by assignment, no struct call.
-        self.iov_lengths = memoryview(self.iovs).cast("B").cast("N")[_IOV_LEN_AT // _SIZE.size :: _IOV // _SIZE.size]
+        self.iov_lengths = self.iovs_view.cast("N")[_IOV_LEN_AT // _SIZE.size :: _IOV // _SIZE.size]
 
 
 def _header_fields(count: int) -> struct.Struct:
@@ -168,9 +171,11 @@ class DatagramBatch:
         """Read what is waiting, up to `SLOTS` datagrams; 0 when nothing is. Raises OSError for an
         error the socket reports (an ICMP error queued on it); the next call reads on."""
         if self._count:
-            ctypes.memmove(self._in.address, self._in.pristine, self._count * _HDR)
+            ring, used = self._in, self._count * _HDR
+            ring.headers_view[:used] = ring.pristine[:used]
             if self._replied_in_place:
-                ctypes.memmove(ctypes.addressof(self._in.iovs), self._in.pristine_iovs, self._count * _IOV)
+                used = self._count * _IOV
+                ring.iovs_view[:used] = ring.pristine_iovs[:used]
                 self._replied_in_place = False
             self._count = 0
         count = self._recvmmsg(self._fd, self._in.address, SLOTS, MSG_DONTWAIT, None)
@@ -329,9 +334,8 @@ class DatagramBatch:
 
 def _send_queued(fd: int, headers: int, count: int) -> list[tuple[int, int]]:
     """sendmmsg the first `count` message headers at address `headers`; the (index, errno) of
-    each one not sent.
-    sendmmsg stops at the first message the kernel refuses: with its buffer full the rest fail
-    too, any other error costs that one message only."""
+    each one not sent. sendmmsg stops at the first message the kernel refuses: with its buffer
+    full the rest fail too, any other error costs that one message only."""
     sendmmsg = _CALLS[1]
     failed: list[tuple[int, int]] = []
     start = 0

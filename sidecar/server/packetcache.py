@@ -32,7 +32,7 @@ FOREVER = float("inf")
 TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}  # a key's suffix: this byte, then the client's view
 TAG_TRANSPORT = {tag[0]: transport for transport, tag in TRANSPORT_TAG.items()}
 _UNKNOWN = QuestionKey(b"", 0)  # not looked up yet (None: looked up, not a plain query)
-_NO_TABLE: Mapping[bytes, object] = MappingProxyType({})  # a client's, when it has no view yet
+_NO_TABLE: Mapping[bytes, object] = MappingProxyType({})  # for a client with no table (no view yet, refused)
 
 
 @dataclass(slots=True)
@@ -106,10 +106,10 @@ class PacketCache:
 
     def tails(self, queries: list[bytes], hosts: list[str], tables: dict[str, ReadyTable],
               generation: int) -> list[bytes | None]:
-        """For a batch: the reply to each query (given without its ID, from the client `hosts`
-        names, whose ready table `tables` holds) after its ID, ready to follow that ID; None for
-        each one that must go through `answer` (not seen yet, due to age, or a client `tables`
-        does not know). One clock read for the batch."""
+        """For a batch of queries, each given without its ID and asked by the client `hosts`
+        names (whose ready table `tables` holds): the reply to each, after its ID; None for each
+        one that must go through `answer` (not made ready yet, a second old, or from a client
+        with no table). One clock read for the batch."""
         if generation != self._ready_generation:
             self._retire_ready(generation)
         now, hits, tails, unknown = self._clock(), self.hits, [], _NO_TABLE
