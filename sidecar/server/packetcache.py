@@ -91,16 +91,14 @@ class PacketCache:
         ready to send; None when it must take the slow path."""
         if generation != self._ready_generation:
             self._retire_ready(generation)
+        exact = query[2:] + suffix
+        if self._missed.get(exact) == self._puts:  # first: a relay asked again ends here
+            self.last_miss = (query, exact)
+            return None  # it missed, and nothing was put since (so it is in no ready table)
         table = self._ready.get(suffix)
         seen = None if table is None else table.get(query[2:])
-        if seen is None:
-            exact = query[2:] + suffix
-            if self._missed.get(exact) == self._puts:
-                self.last_miss = (query, exact)
-                return None  # it missed, and nothing was put since
-            return self._sight(query, exact, suffix, generation)
-        if seen.renew_at != FOREVER and self._clock() >= seen.renew_at:  # a second went by: age the TTLs, or expire
-            return self._sight(query, query[2:] + suffix, suffix, generation)
+        if seen is None or (seen.renew_at != FOREVER and self._clock() >= seen.renew_at):
+            return self._sight(query, exact, suffix, generation)  # not ready, or a second old: age the TTLs
         self.hits[seen.labels] += 1
         return query[:2] + seen.tail
 

@@ -58,6 +58,10 @@ class UdpListener:
         self.batch: DatagramBatch | None = None
         self._outbox: list[tuple[Peer, Ancillary | None, bytes]] = []
         self._flush_soon = False
+        # Whether the last batch had packet-cache hits: a batch is looked up as one (and its hits
+        # answered in place) while they come; a stream of relays, which would only pay for that
+        # lookup, goes datagram by datagram until a hit is seen there.
+        self._hits_last_batch = True
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -86,24 +90,26 @@ class UdpListener:
         if not count:
             return
         hosts = batch.hosts()
-        queries = batch.queries() if self.limiter is None else None
+        queries = batch.queries() if self.limiter is None and self._hits_last_batch else None
         if queries is None:
-            self._one_by_one(hosts, range(count))
+            self._hits_last_batch = self._one_by_one(hosts, range(count))
         else:
             unanswered, dropped = batch.reply_in_place(self.handler.ready_replies(queries, hosts))
             self.dropped += dropped
+            self._hits_last_batch = len(unanswered) < count
             if unanswered:
                 self._one_by_one(hosts, unanswered)
         self._flush()
 
-    def _one_by_one(self, hosts: list[str], indices: Iterable[int]) -> None:
+    def _one_by_one(self, hosts: list[str], indices: Iterable[int]) -> bool:
         """Answer or pass on each of these datagrams of the batch, the packet cache's hits
-        through the outbox."""
+        through the outbox; whether there were any."""
         batch = self.batch
         at_once = self.handler.cached if self.limiter is None else self._at_once
         outbox = self._outbox
         datagrams, senders = batch.datagrams(), batch.senders()
         sources = batch.reply_sources() if batch.destinations else None
+        hits = False
         for i in indices:
             data = datagrams[i]
             if data is None:
@@ -114,6 +120,8 @@ class UdpListener:
                 self._later(data, hosts[i], senders[i], source)
             elif reply:  # b"": rate limiting says nothing at all
                 outbox.append((senders[i], source, reply))
+                hits = True
+        return hits
 
     def _flush(self) -> None:
         """Send what the outbox holds (batched: replies ready now, and those that came later)."""
