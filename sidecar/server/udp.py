@@ -102,14 +102,14 @@ class UdpListener:
         self._flush()
 
     def _one_by_one(self, hosts: list[str], indices: Iterable[int]) -> bool:
-        """Answer or pass on each of these datagrams of the batch, the packet cache's hits
-        through the outbox; whether there were any."""
+        """Answer or pass on each of these datagrams of the batch, what is ready at once (a
+        packet-cache hit, as a rule) through the outbox; whether anything was."""
         batch = self.batch
         at_once = self.handler.cached if self.limiter is None else self._at_once
         outbox = self._outbox
         datagrams, senders = batch.datagrams(), batch.senders()
         sources = batch.reply_sources() if batch.destinations else None
-        hits = False
+        any_at_once = False
         for i in indices:
             data = datagrams[i]
             if data is None:
@@ -120,8 +120,8 @@ class UdpListener:
                 self._later(data, hosts[i], senders[i], source)
             elif reply:  # b"": rate limiting says nothing at all
                 outbox.append((senders[i], source, reply))
-                hits = True
-        return hits
+                any_at_once = True
+        return any_at_once
 
     def _flush(self) -> None:
         """Send what the outbox holds (batched: replies ready now, and those that came later)."""
