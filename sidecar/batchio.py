@@ -23,7 +23,7 @@ import socket
 import struct
 import sys
 
-from .pktinfo import IP_PKTINFO, Ancillary, reply_source
+from .pktinfo import Ancillary, reply_source
 from .wire import OUR_UDP_SIZE
 
 SLOTS = 64
@@ -214,7 +214,7 @@ class DatagramBatch:
         still give as they came, and how many replies were dropped (see `send`)."""
         ring = self._in
         data_view, iov_lengths = ring.data_view, ring.iov_lengths
-        unanswered = []
+        answered, unanswered = [], []
         for i, at, tail in zip(range(self._count), _DATA_OFFSETS, tails, strict=False):
             if tail is None:
                 unanswered.append(i)
@@ -222,44 +222,35 @@ class DatagramBatch:
             end = at + 2 + len(tail)
             data_view[at + 2 : end] = tail
             iov_lengths[i] = end - at
-        answered = self._count - len(unanswered)
+            answered.append(i)
         if not answered:
             return unanswered, 0
         self._replied_in_place = True
         if self.destinations:
-            for i, tail in enumerate(tails):
-                if tail is not None:
-                    self._source_in_place(i)
-        if not unanswered:
-            return unanswered, len(_send_queued(self._fd, ring.address, answered))
-        return unanswered, len(_send_queued(self._fd, self._gather_answered(tails), answered))
+            for i in answered:
+                self._source_in_place(i)
+        headers = ring.address if not unanswered else self._gather(answered)
+        return unanswered, len(_send_queued(self._fd, headers, len(answered)))
 
-    def _gather_answered(self, tails: list[bytes | None]) -> int:
+    def _gather(self, answered: list[int]) -> int:
         """Copy the headers of the slots answered in place next to each other, apart from the
         receive ring's (which still describe the others); their address, for sendmmsg."""
         if self._answered is None:
             self._answered = (_MMsgHdr * SLOTS)()
         gathered, headers = memoryview(self._answered).cast("B"), self._in.headers_view
-        k = 0
-        for i, tail in enumerate(tails):
-            if tail is not None:
-                gathered[k * _HDR : (k + 1) * _HDR] = headers[i * _HDR : (i + 1) * _HDR]
-                k += 1
+        for k, i in enumerate(answered):
+            gathered[k * _HDR : (k + 1) * _HDR] = headers[i * _HDR : (i + 1) * _HDR]
         return ctypes.addressof(self._answered)
 
     def _source_in_place(self, i: int) -> None:
-        """Turn datagram `i`'s IP_PKTINFO / IPV6_PKTINFO, as received, into the one its reply is
-        sent with (what `reply_source` makes): from the address it was sent to, through no
-        interface in particular. The address it was sent to stays readable where it was."""
-        if _SIZE.unpack_from(self._in.headers_view, i * _HDR + _CONTROLLEN_AT)[0] < _CMSG.size:
-            return
-        start = i * CONTROL_SIZE
-        _, level, kind = _CMSG.unpack_from(self._in.controls_view, start)
-        controls, data = self._in.controls_view, start + _CMSG.size
-        if level == socket.IPPROTO_IP and kind == IP_PKTINFO:  # ifindex, spec_dst (the source), addr
-            controls[data : data + 8] = bytes(4) + controls[data + 8 : data + 12]
-        elif level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO:  # addr, ifindex
-            controls[data + 16 : data + 20] = bytes(4)
+        """Write over datagram `i`'s IP_PKTINFO / IPV6_PKTINFO, as received, the one its reply
+        is sent with (`reply_source`: from the address it was sent to, through no interface in
+        particular), which is of the same size. The address it was sent to stays readable."""
+        source = self.reply_source(i)
+        if source:
+            data = source[0][2]
+            start = i * CONTROL_SIZE + _CMSG.size
+            self._in.controls_view[start : start + len(data)] = data
 
     def datagrams_or_cut(self) -> tuple[list[bytes], bool]:
         """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for

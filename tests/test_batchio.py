@@ -89,6 +89,7 @@ def test_a_datagram_larger_than_a_slot_is_refused_not_cut(loopback):
     client.sendto(b"small", server.getsockname())
     receive_all(batch, 2)
     assert batch.datagrams() == [None, b"small"]
+    assert batch.queries() is None  # a batch with a cut datagram is not answered in place
     # a reader of replies keeps what fitted (and asks again over TCP), and is told one was cut
     replies, cut = batch.datagrams_or_cut()
     assert [len(d) for d in replies] == [SLOT_SIZE, 5] and cut

@@ -91,12 +91,13 @@ class PacketCache:
         ready to send; None when it must take the slow path."""
         if generation != self._ready_generation:
             self._retire_ready(generation)
-        exact = query[2:] + suffix
+        asked = query[2:]
+        exact = asked + suffix
         if self._missed.get(exact) == self._puts:  # first: a relay asked again ends here
             self.last_miss = (query, exact)
             return None  # it missed, and nothing was put since (so it is in no ready table)
         table = self._ready.get(suffix)
-        seen = None if table is None else table.get(query[2:])
+        seen = None if table is None else table.get(asked)
         if seen is None or (seen.renew_at != FOREVER and self._clock() >= seen.renew_at):
             return self._sight(query, exact, suffix, generation)  # not ready, or a second old: age the TTLs
         self.hits[seen.labels] += 1
