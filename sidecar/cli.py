@@ -23,6 +23,7 @@ from .config import (
     existing_paths,
     forward_rules,
     host_addresses,
+    host_names,
     http_endpoint,
     listen_endpoints,
     not_negative,
@@ -92,6 +93,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                         help="domain for container names (repeatable; default docker)")
     docker.add_argument("--host-address", action="append", metavar="ADDR",
                         help="address given for containers to clients outside their networks")
+    docker.add_argument("--host-name", action="append", metavar="NAME",
+                        help="a name of the host: each network's gateway inside it, --host-address or "
+                             "127.0.0.1 outside (repeatable; default host.docker.internal)")
     docker.add_argument("--view", action="append", metavar="NAME=CIDR",
                         help="clients in CIDR get network NAME's answers (repeatable)")
     parser.add_argument("--poll-interval", type=float, metavar="SECONDS",
@@ -196,6 +200,7 @@ def to_config(args: argparse.Namespace) -> Config:
         docker_opt_in=bool(get("docker_opt_in", False)),
         domains=domain_names(get("domain", ["docker"])),
         host_address=host_addresses(get("host_address", [])),
+        host_names=host_names(get("host_name", ["host.docker.internal"])),
         views=view_ranges(get("view", [])),
         allow=allowed_networks(get("allow", [])),
         local_to_any=bool(get("local_to_any", False)),

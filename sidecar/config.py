@@ -11,6 +11,8 @@ from typing import TypeVar
 from .endpoint import Endpoint, parse_endpoint
 from .errors import ConfigError, ZoneSyntaxError
 from .records import ZoneRecord, normalize_name
+from .sources.hostnames import DEFAULT_HOST_NAMES
+from .sources.labels import parse_dns_name
 from .zone import Fragment
 from .zoneparse import parse_record_line
 
@@ -31,6 +33,7 @@ class Config:
     docker_opt_in: bool = False
     domains: tuple[str, ...] = ("docker.",)
     host_address: tuple[str, ...] = ()
+    host_names: tuple[str, ...] = DEFAULT_HOST_NAMES
     views: tuple[tuple[str, Network], ...] = field(default=())
     forwards: tuple[tuple[str, tuple[Endpoint, ...]], ...] = ()
     timeout: float = 1.0
@@ -101,6 +104,14 @@ def host_addresses(values: list[str]) -> tuple[str, ...]:
         return tuple(str(ipaddress.ip_address(v)) for v in values)
     except ValueError as exc:
         raise ConfigError("--host-address", str(exc)) from None
+
+
+def host_names(values: list[str]) -> tuple[str, ...]:
+    """`--host-name NAME`: the names of the host itself (each network's gateway inside it)."""
+    try:
+        return tuple(dict.fromkeys(parse_dns_name(v, wildcard=False) for v in values))
+    except ValueError as exc:
+        raise ConfigError("--host-name", str(exc)) from None
 
 
 def view_ranges(values: list[str]) -> tuple[tuple[str, Network], ...]:

@@ -43,7 +43,7 @@ def health_problems(sidecar: Sidecar) -> list[str]:
 def records_json(sidecar: Sidecar) -> list[dict]:
     """Every record of the live zone with where it came from, in a stable order."""
     rows = [{"name": r.name, "type": type_name(r.rtype), "value": r.text, "ttl": r.ttl, "view": r.view,
-             "origin": r.origin} for r in sidecar.store.zone.records]
+             "origin": r.origin, "health": r.health} for r in sidecar.store.zone.records]
     rows.sort(key=lambda row: (row["name"], row["type"], row["view"] or "", row["value"]))
     return rows
 

@@ -40,7 +40,8 @@ def type_name(rtype: int) -> str:
 @dataclass(frozen=True, slots=True)
 class ZoneRecord:
     """A record ready for the zone. `view` is None for the answer everyone gets, or the name of
-    the client network it is meant for (the split horizon).
+    the client network it is meant for (the split horizon). `health` is a container's
+    healthcheck status (`healthy`, `unhealthy`, `starting`), None when nothing checks it.
 
     `data` is the dnslib rdata, or for A and AAAA the address in wire form (4 or 16 bytes, as
     `inet_pton` or `ipaddress` give it): building dnslib's validated address object costs more
@@ -53,6 +54,7 @@ class ZoneRecord:
     data: RD | bytes
     origin: str
     view: str | None = None
+    health: str | None = None
 
     @property
     def rdata(self) -> RD:

@@ -21,6 +21,7 @@ Nodes = dict[str, dict[str | None, RRsets]]
 MAX_CNAME_CHAIN = 16
 _GLUE_TYPES = {QTYPE.MX: "label", QTYPE.SRV: "target", QTYPE.NS: "label"}
 _SOA, _CNAME = QTYPE.SOA, QTYPE.CNAME  # dnslib's QTYPE attributes are looked up in Python code
+WITHHELD_HEALTH = frozenset({"unhealthy", "starting"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,9 @@ def _soas(fragments: Mapping[str, Fragment], warnings: list[str]) -> tuple[dict[
 
 
 def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRecord],
-           soa_owner: Mapping[str, str], warnings: list[str]) -> Nodes:
-    """Records by name, view and type; those a source puts inside a zone another owns dropped."""
+           soa_owner: Mapping[str, str], warnings: list[str], doubtful: set[tuple[str, str | None, int]]) -> Nodes:
+    """Records by name, view and type; those a source puts inside a zone another owns dropped.
+    The RRsets holding a record whose healthcheck is failing or pending are added to `doubtful`."""
     owned = sorted(soa_owner, key=len, reverse=True)
     nodes: Nodes = {}
     shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
@@ -77,6 +79,8 @@ def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRe
                 continue
             if rec.rtype == _SOA and soa_by_origin.get(name) is not rec:
                 continue
+            if rec.health in WITHHELD_HEALTH:
+                doubtful.add((name, rec.view, rec.rtype))
             by_view = nodes.get(name)
             if by_view is None:
                 nodes[name] = {rec.view: {rec.rtype: (rec,)}}  # most names: one record, one view
@@ -88,6 +92,19 @@ def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRe
     for (name, view, rtype), records in shared.items():
         nodes[name][view][rtype] = _unique(records)
     return nodes
+
+
+def _withhold_unhealthy(nodes: Nodes, doubtful: set[tuple[str, str | None, int]], warnings: list[str]) -> None:
+    """Leave replicas that are unhealthy or still starting out of their RRset while another is
+    healthy or unchecked; when none is, answer them all (a name that vanishes breaks more than a
+    slow one) and say so."""
+    for name, view, rtype in doubtful:
+        rrset = nodes[name][view][rtype]
+        kept = tuple(rec for rec in rrset if rec.health not in WITHHELD_HEALTH)
+        if kept:
+            nodes[name][view][rtype] = kept
+        elif (warning := f"{name}: no replica is healthy; all are answered") not in warnings:
+            warnings.append(warning)
 
 
 def _closest(name: str, origins: Sequence[str]) -> str | None:
@@ -143,8 +160,10 @@ class Zone:
         addresses for one name from several sources are all kept (round-robin)."""
         warnings: list[str] = []
         soa_by_origin, soa_owner = _soas(fragments, warnings)
-        nodes = _group(fragments, soa_by_origin, soa_owner, warnings)
-        kept = _kept(nodes, warnings)
+        doubtful: set[tuple[str, str | None, int]] = set()
+        nodes = _group(fragments, soa_by_origin, soa_owner, warnings, doubtful)
+        kept = _kept(nodes, warnings)  # every record, withheld or not, for /records
+        _withhold_unhealthy(nodes, doubtful, warnings)
         networks = list({(net, view) for frag in fragments.values() for view, nets in frag.views.items()
                          for net in nets})
         networks.sort(key=lambda item: (-item[0].prefixlen, item[1]))  # most specific first, then by name

@@ -109,9 +109,9 @@ def test_records_lists_the_zone_with_provenance(served) -> None:
     records = json.loads(body)
     zonefile = served.extra["zonefile"]
     assert {"name": "web.dev.test.", "type": "AAAA", "value": "2001:db8::10", "ttl": 300, "view": None,
-            "origin": f"{zonefile}:7"} in records
+            "origin": f"{zonefile}:7", "health": None} in records
     assert {"name": "*.apps.example.", "type": "A", "value": "198.51.100.5", "ttl": 60, "view": None,
-            "origin": "--record:1"} in records
+            "origin": "--record:1", "health": None} in records
     assert sorted((r["name"], r["type"]) for r in records) == [
         ("*.apps.example.", "A"), ("dev.test.", "NS"), ("dev.test.", "SOA"), ("ns.dev.test.", "A"),
         ("web.dev.test.", "A"), ("web.dev.test.", "AAAA")]

@@ -6,6 +6,10 @@ the events, re-inspecting only the container an event names: the zone rebuild co
 container's records, not a full re-list. Only read endpoints are used (version, list, inspect,
 events), so the socket can be mounted read-only.
 
+Podman's Docker-compatible API is followed the same way: its own event names (`died`, `remove`)
+mean what Docker's `die` and `destroy` do, and an inspect that finds no container (a 404, or a
+removal racing the event) means the container is gone, with its names.
+
 When the engine is missing at start, the other sources keep serving; the first failure is logged
 once and connecting is retried with backoff. When the engine goes away, the last known names keep
 answering; on return everything is listed again and replaces what we had (a full resync: no
@@ -29,15 +33,21 @@ from ..config import Config
 from ..records import ZoneRecord
 from ..store import Store
 from ..zone import Fragment, Network
-from .labels import NameRules, container_records
+from .hostnames import Address, host_name_records
+from .labels import ContainerRecords, NameRules, container_records
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "docker:"
-NETWORKS_KEY = KEY_PREFIX + "networks"  # every Docker network's subnets, once (container keys are ids)
+NETWORKS_KEY = KEY_PREFIX + "networks"  # every Docker network's subnets and the host's names, once
 DEFAULT_SOCKET = "/var/run/docker.sock"
-# The events that can change a container's names or addresses; everything else is ignored.
-WATCHED_EVENTS = ("start", "die", "stop", "destroy", "rename", "connect", "disconnect")
+# The events that can change a container's names, addresses or health; everything else is ignored.
+# Podman says `died` and `remove` where Docker says `die` and `destroy`; Docker's health events
+# read `health_status: healthy` (its filter matches the prefix), Podman's `health_status`.
+REMOVAL_EVENTS = ("destroy", "remove")
+WATCHED_EVENTS = ("start", "die", "died", "stop", "rename", "connect", "disconnect", "health_status",
+                  *REMOVAL_EVENTS)
+GONE_MESSAGE = "no such container"  # how both engines word an inspect of a container being removed
 FIRST_SYNC_WAIT = 5.0  # how long startup waits for the first list before serving without it
 FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 5.0
@@ -63,7 +73,16 @@ def docker_source(config: Config, store: Store, env: Mapping[str, str] | None = 
         log.info("no Docker socket at %s and DOCKER_HOST is unset: Docker source off", DEFAULT_SOCKET)
         return None
     log.info("Docker source on: watching %s", url)
-    return DockerSource(store, NameRules(config.domains, config.docker_opt_in, config.host_address), url, env)
+    rules = NameRules(config.domains, config.docker_opt_in, config.host_address, config.host_names)
+    return DockerSource(store, rules, url, env)
+
+
+def engine_name(version: Mapping[str, Any]) -> str:
+    """`Podman 4.3.1` or `Docker 20.10.24`, from the engine's /version answer."""
+    for component in version.get("Components") or ():
+        if "podman" in str(component.get("Name", "")).lower():
+            return f"Podman {component.get('Version', '?')}"
+    return f"Docker {version.get('Version', '?')}"
 
 
 def _event_container(event: Mapping[str, Any]) -> str | None:
@@ -98,6 +117,7 @@ class DockerSource:
         self._problems: dict[str, tuple[str, ...]] = {}
         self._held: set[str] = set()  # keys of the containers we have records for
         self._networks: dict[str, tuple[Network, ...]] = {}  # network name -> subnets seen
+        self._gateways: dict[str, tuple[Address, ...]] = {}  # network name -> its gateways seen
         self.connected = False
         self.resyncs = 0
 
@@ -179,7 +199,8 @@ class DockerSource:
         count = self.resync(client)
         self.connected = True
         self._first_attempt.set()
-        log.info("Docker engine at %s: %d running containers named; following events", self.base_url, count)
+        log.info("%s at %s: %d running containers named; following events", engine_name(client.version()),
+                 self.base_url, count)
         for event in stream:
             if self._stopping.is_set():
                 return
@@ -190,7 +211,7 @@ class DockerSource:
     def resync(self, client: APIClient) -> int:
         """List and inspect every running container; replace all Docker fragments in one swap."""
         fragments: dict[str, Fragment] = {}
-        self._networks = {}
+        self._networks, self._gateways = {}, {}
         listed = client.containers()
         for gone in set(self._problems) - {summary["Id"] for summary in listed}:
             del self._problems[gone]
@@ -203,13 +224,12 @@ class DockerSource:
                 continue
             if info is None:
                 continue
-            fragment = self._records(info)
-            if fragment.records:
-                fragments[KEY_PREFIX + info["Id"]] = Fragment(fragment.records)
-                self._learn_networks(fragment)
+            result = self._records(info)
+            if result.fragment.records:
+                fragments[KEY_PREFIX + info["Id"]] = Fragment(result.fragment.records)
+                self._learn_networks(result)
         self._held = set(fragments)
-        self._store.put_many({**fragments, NETWORKS_KEY: Fragment(views=dict(self._networks))},
-                             replace_prefix=KEY_PREFIX)
+        self._store.put_many({**fragments, NETWORKS_KEY: self._networks_fragment()}, replace_prefix=KEY_PREFIX)
         self.resyncs += 1
         return len(fragments)
 
@@ -217,59 +237,79 @@ class DockerSource:
         container = _event_container(event)
         if not container:
             return
-        log.debug("Docker event %s %s for %s", event.get("Type"), event.get("Action"), container[:12])
+        action = str(event.get("Action") or "")
+        log.debug("Docker event %s %s for %s", event.get("Type"), action, container[:12])
+        removed = action in REMOVAL_EVENTS
         try:
-            info = None if event.get("Action") == "destroy" else self._inspect(client, container)
+            info = None if removed else self._inspect(client, container)
         except APIError as exc:
             log.warning("cannot inspect container %s: %s; its names stay as they were", container[:12],
                         exc.explanation or exc)
             return
-        fragment = self._records(info) if info is not None else Fragment()
+        result = self._records(info) if info is not None else None
+        fragment = result.fragment if result is not None else Fragment()
         key = KEY_PREFIX + (info["Id"] if info is not None else container)
-        if fragment.records:
+        if result is not None and fragment.records:
             stored = Fragment(fragment.records)
             before = self._store.fragment(key)
             if before != stored:
                 changes = {key: stored}
-                if self._learn_networks(fragment):
-                    changes[NETWORKS_KEY] = Fragment(views=dict(self._networks))
+                if self._learn_networks(result):
+                    changes[NETWORKS_KEY] = self._networks_fragment()
                 self._store.put_many(changes)  # one rebuild, even when a network is new
                 self._held.add(key)
-                log.info("%s: %s %s", fragment.records[0].origin, "names updated:" if before else "added:",
-                         _names(fragment.records))
+                if action.startswith("health_status") and before is not None:
+                    log.info("%s: health %s", fragment.records[0].origin, fragment.records[0].health or "unchecked")
+                else:
+                    log.info("%s: %s %s", fragment.records[0].origin, "names updated:" if before else "added:",
+                             _names(fragment.records))
         elif key in self._held:
             gone = self._store.fragment(key)
             self._store.remove(key)
             self._held.discard(key)
             if gone is not None and gone.records:
                 log.info("%s: removed, with %s", gone.records[0].origin, _names(gone.records))
-        if event.get("Action") == "destroy":
+        if removed:
             self._problems.pop(container, None)
 
     def _inspect(self, client: APIClient, container: str) -> dict[str, Any] | None:
+        """The container's inspect data; None when it is gone (or going: Podman may answer a
+        removal in progress with an error that says so rather than a 404)."""
         try:
             return client.inspect_container(container)
         except NotFound:
             return None
+        except APIError as exc:
+            if GONE_MESSAGE in str(exc.explanation or exc).lower():
+                return None
+            raise
 
-    def _records(self, info: Mapping[str, Any]) -> Fragment:
-        """The container's records and view networks (which go to the one networks fragment)."""
+    def _records(self, info: Mapping[str, Any]) -> ContainerRecords:
+        """The container's records, view networks and gateways (the last two go to the one
+        networks fragment)."""
         result = container_records(info, self._rules)
         if self._problems.get(info["Id"]) != result.problems:  # each problem once per container
             self._problems[info["Id"]] = result.problems
             for problem in result.problems:
                 log.warning("%s", problem)
-        return result.fragment
+        return result
 
-    def _learn_networks(self, fragment: Fragment) -> bool:
-        """Add a container's networks to the shared view list (each subnet once, so the zone's
-        client placement does not grow with the number of containers); True when it grew. A
-        network that goes away stays listed until the next resync: a view with no records is inert."""
+    def _learn_networks(self, result: ContainerRecords) -> bool:
+        """Add a container's networks and their gateways to the shared lists (each once, so the
+        zone's client placement does not grow with the number of containers); True when they
+        grew. A network that goes away stays listed until the next resync: a view with no
+        records is inert."""
         grew = False
-        for name, subnets in fragment.views.items():
-            known = self._networks.get(name, ())
-            new = tuple(net for net in subnets if net not in known)
-            if new:
-                self._networks[name] = known + new
-                grew = True
+        for known_by_name, found in ((self._networks, result.fragment.views), (self._gateways, result.gateways)):
+            for name, values in found.items():
+                known = known_by_name.get(name, ())
+                new = tuple(value for value in values if value not in known)
+                if new:
+                    known_by_name[name] = known + new
+                    grew = True
         return grew
+
+    def _networks_fragment(self) -> Fragment:
+        """Every network's subnets, and the host's names answered per network at its gateway."""
+        records = host_name_records(self._rules.host_names, self._rules.host_address, self._gateways)
+        return Fragment(records, dict(self._networks))

@@ -1,10 +1,14 @@
 """Pure: one container's `docker inspect` data -> the records and view networks it contributes.
 
 No Docker SDK and no I/O here, so every naming rule is tested with plain dicts. A malformed label
-value is reported as a problem (naming the container) and skipped; the container's other names
-still count. The split horizon is encoded in the records' `view`: one set of addresses per Docker
-network the container is on (for clients inside that network), and one set with `view=None` for
-everyone else (the host view), chosen deterministically."""
+value (or alias, or health status) is reported as a problem (naming the container) and skipped;
+the container's other names still count. The split horizon is encoded in the records' `view`: one
+set of addresses per Docker network the container is on (for clients inside that network), and
+one set with `view=None` for everyone else (the host view), chosen deterministically.
+
+A network alias without a dot (`db`, and the service name compose gives every replica) is scoped
+to its network, as Docker's own DNS does it: `db.` and `db.<domain>` in that network's view only.
+An alias with dots is claimed like a label's name, in every view."""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from dnslib import PTR, QTYPE
 from ..records import ZoneRecord, normalize_name
 from ..reverse import ptr_name
 from ..zone import Fragment, Network
+from .hostnames import DEFAULT_HOST_NAMES, LOOPBACK
+from .srv import SRV_LABEL, Service, published_ports, reachable_from_host, services, srv_record
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -29,6 +35,9 @@ NAMES_LABEL = "dns-sidecar.names"
 TTL_LABEL = "dns-sidecar.ttl"
 HOST_ADDRESS_LABEL = "dns-sidecar.host-address"
 NETWORK_LABEL = "dns-sidecar.network"
+HEALTH_LABEL = "dns-sidecar.health"
+HEALTH_STATES = ("healthy", "unhealthy", "starting")
+NO_HEALTHCHECK = ("", "none")  # Docker says "none", Podman an empty string
 # Labels of other Docker DNS tools, read so existing compose files work unchanged.
 PEER_NAME_LABELS = ("com.dnsdock.alias", "coredns.dockerdiscovery.host")
 PEER_NAME_ENV = "HOSTNAMES"  # dns-proxy-server
@@ -42,20 +51,25 @@ _FALSE = {"false", "0", "no", "off"}
 
 @dataclass(frozen=True, slots=True)
 class NameRules:
-    """The flags that shape container names: `--domain`, `--docker-opt-in`, `--host-address`."""
+    """The flags that shape container names: `--domain`, `--docker-opt-in`, `--host-address`,
+    `--host-name` (the first is the host-view target of published ports' SRV records)."""
 
     domains: tuple[str, ...] = ("docker.",)
     opt_in: bool = False
     host_address: tuple[str, ...] = ()
+    host_names: tuple[str, ...] = DEFAULT_HOST_NAMES
 
 
 @dataclass(frozen=True, slots=True)
 class Attachment:
-    """One network a container is on, with its addresses there and the subnets they lie in."""
+    """One network a container is on: its addresses there, the subnets they lie in, the
+    network's gateways (where a container reaches the host) and the container's aliases there."""
 
     network: str
     addresses: tuple[Address, ...]
     subnets: tuple[Network, ...]
+    gateways: tuple[Address, ...] = ()
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +79,7 @@ class ContainerRecords:
     container: str
     fragment: Fragment = field(default_factory=Fragment)
     problems: tuple[str, ...] = ()
+    gateways: Mapping[str, tuple[Address, ...]] = field(default_factory=dict)
 
 
 def parse_dns_name(raw: str, wildcard: bool = True) -> str:
@@ -87,8 +102,11 @@ def parse_dns_name(raw: str, wildcard: bool = True) -> str:
 
 
 def attachments(info: Mapping[str, Any]) -> list[Attachment]:
-    """The networks where the container has an address, in network-name order."""
+    """The networks where the container has an address, in network-name order. Aliases are the
+    network's `Aliases` and `DNSNames` (Docker 25+), without the short container ID the engine
+    adds to both (an artifact, not a name anyone chose)."""
     networks = ((info.get("NetworkSettings") or {}).get("Networks")) or {}
+    short_id = str(info.get("Id", ""))[:12]
     found: list[Attachment] = []
     for network in sorted(networks):
         settings = networks[network] or {}
@@ -102,8 +120,17 @@ def attachments(info: Mapping[str, Any]) -> list[Attachment]:
             addresses.append(interface.ip)
             if settings.get(len_key):
                 subnets.append(interface.network)
+        gateways = []
+        for key in ("Gateway", "IPv6Gateway"):
+            try:
+                gateways.append(ipaddress.ip_address(settings.get(key) or ""))
+            except ValueError:
+                continue
+        aliases = [str(alias) for alias in (settings.get("Aliases") or []) + (settings.get("DNSNames") or [])
+                   if str(alias) != short_id]
         if addresses:
-            found.append(Attachment(network, tuple(addresses), tuple(subnets)))
+            found.append(Attachment(network, tuple(addresses), tuple(subnets), tuple(gateways),
+                                    tuple(dict.fromkeys(aliases))))
     return found
 
 
@@ -155,6 +182,21 @@ class _Reader:
                 self.problem(where, item.strip(), str(exc))
         return names
 
+    def health(self, state: Mapping[str, Any]) -> str | None:
+        """The healthcheck status records carry; None without a healthcheck or when opted out."""
+        opt_out = self.labels.get(HEALTH_LABEL)
+        if opt_out is not None:
+            if opt_out.strip().lower() == "ignore":
+                return None
+            self.problem(f"label {HEALTH_LABEL}", opt_out, "expected ignore")
+        status = str((state.get("Health") or {}).get("Status") or "")
+        if status in NO_HEALTHCHECK:
+            return None
+        if status not in HEALTH_STATES:
+            self.problem("health status", status, f"expected one of {', '.join(HEALTH_STATES)}; answered as unchecked")
+            return None
+        return status
+
     def addresses(self, label: str) -> list[Address]:
         found: list[Address] = []
         for item in (self.labels.get(label) or "").split(","):
@@ -190,6 +232,34 @@ def _own_names(info: Mapping[str, Any], reader: _Reader, domains: tuple[str, ...
     return names
 
 
+def _claimed_names(reader: _Reader, nets: list[Attachment]) -> list[str]:
+    """Every name the container claims for itself, in every view: its labels' names, other
+    tools' labels and env, and network aliases with dots. One place, so one policy can judge them."""
+    names = reader.name_list(f"label {NAMES_LABEL}", reader.labels.get(NAMES_LABEL))
+    for label in PEER_NAME_LABELS:
+        names += reader.name_list(f"label {label}", reader.labels.get(label))
+    names += reader.name_list(f"env {PEER_NAME_ENV}", reader.env.get(PEER_NAME_ENV))
+    for att in nets:
+        for alias in att.aliases:
+            if "." in alias.strip().rstrip("."):
+                names += reader.name_list(f"alias on network {att.network}", alias)
+    return names
+
+
+def _scoped_names(reader: _Reader, att: Attachment, domains: tuple[str, ...]) -> list[str]:
+    """A network's single-label aliases, answered inside that network only: `db.` and `db.<domain>`."""
+    names: list[str] = []
+    for alias in att.aliases:
+        label = alias.strip().rstrip(".").lower()
+        if "." in label:
+            continue
+        if not _LABEL_RE.match(label):
+            reader.problem(f"alias on network {att.network}", alias, "not a valid DNS label")
+            continue
+        names += [f"{label}.", *(f"{label}.{domain}" for domain in domains)]
+    return names
+
+
 def _host_view(reader: _Reader, rules: NameRules, nets: list[Attachment]) -> tuple[Address, ...]:
     """The addresses clients outside the container's networks get: the label, else
     --host-address, else the labelled network, else the first network by name. Never random."""
@@ -207,9 +277,63 @@ def _host_view(reader: _Reader, rules: NameRules, nets: list[Attachment]) -> tup
     return nets[0].addresses if nets else ()
 
 
-def _address_record(name: str, address: Address, ttl: int, origin: str, view: str | None) -> ZoneRecord:
+def _address_record(name: str, address: Address, ttl: int, origin: str, view: str | None,
+                    health: str | None = None) -> ZoneRecord:
     """In wire form, as zonefile addresses are (see `ZoneRecord.data`), so equal records compare equal."""
-    return ZoneRecord(name, QTYPE.A if address.version == 4 else QTYPE.AAAA, ttl, address.packed, origin, view)
+    return ZoneRecord(name, QTYPE.A if address.version == 4 else QTYPE.AAAA, ttl, address.packed, origin, view,
+                      health)
+
+
+@dataclass(frozen=True, slots=True)
+class _Naming:
+    """What one container's records are made from, once read."""
+
+    names: list[str]  # answered in every view
+    scoped: dict[str, list[str]]  # network -> names answered there only
+    nets: list[Attachment]
+    host: tuple[Address, ...]
+    ttl: int
+    origin: str
+    health: str | None
+
+
+def _srv_target(container: str, rules: NameRules) -> str | None:
+    """The name that is this replica alone inside its networks: `<container>.<first domain>`."""
+    try:
+        return parse_dns_name(f"{container}.{rules.domains[0]}", wildcard=False)
+    except ValueError:
+        return None
+
+
+def _srv_records(info: Mapping[str, Any], reader: _Reader, rules: NameRules, naming: _Naming,
+                 own: str | None) -> list[ZoneRecord]:
+    """Per service, in each network the container's own name as target with the container port,
+    and in the host view the host's name with each published port the host reaches there."""
+    exposed = ((info.get("Config") or {}).get("ExposedPorts")) or {}
+    offered = services(exposed, reader.labels.get(SRV_LABEL), reader.problem)
+    if not offered:
+        return []
+    published = published_ports(info)
+    host_addresses = rules.host_address or (LOOPBACK,)
+    records: list[ZoneRecord] = []
+
+    def add(service: Service, name: str, view: str | None, port: int, target: str) -> None:
+        records.append(srv_record(service.owner(name), port, target, naming.ttl, naming.origin, view, naming.health))
+
+    for service in offered:
+        bindings = published.get((service.port, service.protocol), ())
+        host_ports = dict.fromkeys(port for ip, port in bindings if reachable_from_host(ip, host_addresses))
+        for name in naming.names:
+            if name.startswith("*."):
+                continue
+            for port in host_ports if rules.host_names else ():
+                add(service, name, None, port, rules.host_names[0])
+            for att in naming.nets if own else ():
+                add(service, name, att.network, service.port, own)
+        for network, scoped in naming.scoped.items():
+            for name in scoped if own else ():
+                add(service, name, network, service.port, own)
+    return records
 
 
 def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRecords:
@@ -222,25 +346,27 @@ def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRec
     if not running or enabled is False or (rules.opt_in and enabled is not True):
         return ContainerRecords(container, problems=tuple(reader.problems))
 
-    ttl = reader.ttl()
-    names = _own_names(info, reader, rules.domains)
-    names += reader.name_list(f"label {NAMES_LABEL}", reader.labels.get(NAMES_LABEL))
-    for label in PEER_NAME_LABELS:
-        names += reader.name_list(f"label {label}", reader.labels.get(label))
-    names += reader.name_list(f"env {PEER_NAME_ENV}", reader.env.get(PEER_NAME_ENV))
-    names = list(dict.fromkeys(names))
-
     nets = attachments(info)
-    host = _host_view(reader, rules, nets)
-    origin = f"container {container}"
+    own = _own_names(info, reader, rules.domains)
+    naming = _Naming(names=list(dict.fromkeys(own + _claimed_names(reader, nets))),
+                     scoped={att.network: list(dict.fromkeys(_scoped_names(reader, att, rules.domains)))
+                             for att in nets},
+                     nets=nets, host=_host_view(reader, rules, nets), ttl=reader.ttl(),
+                     origin=f"container {container}", health=reader.health(info.get("State") or {}))
+    ttl, origin, health = naming.ttl, naming.origin, naming.health
     records: list[ZoneRecord] = []
-    for name in names:
-        records += [_address_record(name, address, ttl, origin, None) for address in host]
+    for name in naming.names:
+        records += [_address_record(name, address, ttl, origin, None, health) for address in naming.host]
         for att in nets:
-            records += [_address_record(name, address, ttl, origin, att.network) for address in att.addresses]
-    targets = [name for name in names if not name.startswith("*.")]
+            records += [_address_record(name, address, ttl, origin, att.network, health) for address in att.addresses]
+    for att in nets:
+        for name in naming.scoped[att.network]:
+            records += [_address_record(name, address, ttl, origin, att.network, health) for address in att.addresses]
+    targets = [name for name in naming.names if not name.startswith("*.")]
     for att in nets:
         for address in att.addresses:
             records += [ZoneRecord(ptr_name(address), QTYPE.PTR, ttl, PTR(t), origin) for t in targets]
+    records += _srv_records(info, reader, rules, naming, _srv_target(container, rules))
     views = {att.network: att.subnets for att in nets if att.subnets}
-    return ContainerRecords(container, Fragment(tuple(records), views), tuple(reader.problems))
+    gateways = {att.network: att.gateways for att in nets if att.gateways}
+    return ContainerRecords(container, Fragment(tuple(records), views), tuple(reader.problems), gateways)
