@@ -24,13 +24,28 @@ import pytest
 from conftest import wait_for
 
 IMAGE = "local/busybox:latest"
-APPLETS = ("sh", "sleep", "nslookup", "cat")
+APPLETS = ("sh", "sleep", "nslookup", "cat", "test", "touch", "rm")
 
 
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def busybox_tar() -> bytes:
+    """A one-binary image's root file system: busybox and the applets the tests run, as symlinks."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise RuntimeError("busybox not installed (apt-get install busybox-static)")
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        tar.add(busybox, arcname="bin/busybox")
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+    return data.getvalue()
+
+
+def die_with_parent() -> None:
     """Runs in the child before exec: dockerd gets SIGTERM when the process that started it dies
     without its teardown (a killed test run), so no engine outlives its session."""
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -55,7 +70,7 @@ class Dockerd:
     def start(self, timeout: float = 60.0) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, preexec_fn=_die_with_parent)
+                                         start_new_session=True, preexec_fn=die_with_parent)
         try:
             wait_for(lambda: self.proc.poll() is None and self.client().ping(), timeout=timeout,
                      interval=0.2, what=f"dockerd on {self.url}")
@@ -102,20 +117,9 @@ class Dockerd:
         return docker.DockerClient(base_url=self.url, version="auto", timeout=30)
 
     def import_busybox(self) -> None:
-        """A one-binary image: busybox and the applets the tests run, as symlinks."""
-        busybox = shutil.which("busybox")
-        if busybox is None:
-            raise RuntimeError("busybox not installed (apt-get install busybox-static)")
-        data = io.BytesIO()
-        with tarfile.open(fileobj=data, mode="w") as tar:
-            tar.add(busybox, arcname="bin/busybox")
-            for applet in APPLETS:
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(link)
         client = self.client()
         try:
-            client.api.import_image_from_data(data.getvalue(), repository="local/busybox", tag="latest")
+            client.api.import_image_from_data(busybox_tar(), repository="local/busybox", tag="latest")
         finally:
             client.close()
 
