@@ -112,6 +112,20 @@ def _why_not() -> str | None:
     return None
 
 
+def _end_leftovers(root: Path) -> None:
+    """Podman's monitors of exec sessions (conmon, a healthcheck or `exec` each) outlive the
+    service for minutes: end, by pid, every process whose command line names this instance's
+    own directory."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if str(root).encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def _unmount_under(root: Path) -> None:
     prefix = f"{root}/"
     with open("/proc/mounts") as mounts:
@@ -140,6 +154,7 @@ def podman_engine_fixture() -> Iterator[Podman]:
         yield engine
     finally:
         engine.stop()
+        _end_leftovers(root)
         subprocess.run(["ip", "netns", "del", netns], check=False)
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
