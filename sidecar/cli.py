@@ -90,6 +90,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                         help="only containers labelled dns-sidecar.enable=true get names")
     docker.add_argument("--domain", action="append", metavar="DOMAIN",
                         help="domain for container names (repeatable; default docker)")
+    docker.add_argument("--label-domain", action="append", metavar="SUFFIX",
+                        help="containers may also claim names under SUFFIX (repeatable; besides --domain and "
+                             "test, example, invalid, internal, home.arpa)")
     docker.add_argument("--host-address", action="append", metavar="ADDR",
                         help="address given for containers to clients outside their networks")
     docker.add_argument("--view", action="append", metavar="NAME=CIDR",
@@ -195,6 +198,7 @@ def to_config(args: argparse.Namespace) -> Config:
         docker=not get("no_docker", False),
         docker_opt_in=bool(get("docker_opt_in", False)),
         domains=domain_names(get("domain", ["docker"])),
+        label_domains=domain_names(get("label_domain", []), "--label-domain"),
         host_address=host_addresses(get("host_address", [])),
         views=view_ranges(get("view", [])),
         allow=allowed_networks(get("allow", [])),

@@ -30,6 +30,7 @@ class Config:
     docker: bool = True
     docker_opt_in: bool = False
     domains: tuple[str, ...] = ("docker.",)
+    label_domains: tuple[str, ...] = ()
     host_address: tuple[str, ...] = ()
     views: tuple[tuple[str, Network], ...] = field(default=())
     forwards: tuple[tuple[str, tuple[Endpoint, ...]], ...] = ()
@@ -89,11 +90,14 @@ def existing_paths(flag: str, values: list[str]) -> tuple[Path, ...]:
     return paths
 
 
-def domain_names(values: list[str]) -> tuple[str, ...]:
+def domain_names(values: list[str], flag: str = "--domain") -> tuple[str, ...]:
     try:
-        return tuple(normalize_name(v) for v in values)
+        names = tuple(normalize_name(v) for v in values)
     except ValueError as exc:
-        raise ConfigError("--domain", str(exc)) from None
+        raise ConfigError(flag, str(exc)) from None
+    if "." in names:
+        raise ConfigError(flag, "the root would take in every name; name a domain")
+    return names
 
 
 def host_addresses(values: list[str]) -> tuple[str, ...]:

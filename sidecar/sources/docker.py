@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from docker import APIClient
@@ -63,7 +64,8 @@ def docker_source(config: Config, store: Store, env: Mapping[str, str] | None = 
         log.info("no Docker socket at %s and DOCKER_HOST is unset: Docker source off", DEFAULT_SOCKET)
         return None
     log.info("Docker source on: watching %s", url)
-    return DockerSource(store, NameRules(config.domains, config.docker_opt_in, config.host_address), url, env)
+    rules = NameRules(config.domains, config.docker_opt_in, config.host_address, config.label_domains)
+    return DockerSource(store, rules, url, env)
 
 
 def _event_container(event: Mapping[str, Any]) -> str | None:
@@ -205,7 +207,7 @@ class DockerSource:
                 continue
             fragment = self._records(info)
             if fragment.records:
-                fragments[KEY_PREFIX + info["Id"]] = Fragment(fragment.records)
+                fragments[KEY_PREFIX + info["Id"]] = replace(fragment, views={})
                 self._learn_networks(fragment)
         self._held = set(fragments)
         self._store.put_many({**fragments, NETWORKS_KEY: Fragment(views=dict(self._networks))},
@@ -227,7 +229,7 @@ class DockerSource:
         fragment = self._records(info) if info is not None else Fragment()
         key = KEY_PREFIX + (info["Id"] if info is not None else container)
         if fragment.records:
-            stored = Fragment(fragment.records)
+            stored = replace(fragment, views={})
             before = self._store.fragment(key)
             if before != stored:
                 changes = {key: stored}
