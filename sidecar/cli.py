@@ -24,6 +24,7 @@ from .config import (
     forward_rules,
     host_addresses,
     http_endpoint,
+    http_token,
     listen_endpoints,
     not_negative,
     positive,
@@ -110,7 +111,11 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                              "second one slips as TC (default 0: off)")
     watch = parser.add_argument_group("watching it")
     watch.add_argument("--http", metavar="ADDR:PORT",
-                       help="serve /healthz, /metrics, /records and a status page here (default off)")
+                       help="serve /healthz, /metrics, /records and a status page here, to the clients DNS "
+                            "serves (default off)")
+    watch.add_argument("--http-token", metavar="TOKEN",
+                       help="also want 'Authorization: Bearer TOKEN' everywhere but /healthz (better set "
+                            "through DNS_SIDECAR_HTTP_TOKEN than on the command line)")
     watch.add_argument("--log-format", choices=LOG_FORMATS, help="text lines (default) or one JSON object a line")
     watch.add_argument("--log-queries", action="store_true", default=None, help="log every answered query")
 
@@ -215,6 +220,7 @@ def to_config(args: argparse.Namespace) -> Config:
         log_format=get("log_format", "text"),
         log_queries=bool(get("log_queries", False)),
         http=http_endpoint(get("http")),
+        http_token=http_token(get("http_token")),
     )
 
 

@@ -4,6 +4,7 @@ say exactly which one was wrong."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -17,6 +18,7 @@ from .zoneparse import parse_record_line
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64
+TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Config:
     log_format: str = "text"
     log_queries: bool = False
     http: Endpoint | None = None
+    http_token: str | None = None
     allow: tuple[Network, ...] = ()
     local_to_any: bool = False
     rate_limit: float = 0.0
@@ -69,6 +72,13 @@ def http_endpoint(value: str | None) -> Endpoint | None:
     if not has_port:
         raise ConfigError("--http", f"expected ADDR:PORT (e.g. 127.0.0.1:9153), got {value!r}")
     return _endpoint("--http", value)
+
+
+def http_token(value: str | None) -> str | None:
+    """`--http-token`: the bearer token (RFC 6750 token characters) every endpoint but /healthz wants."""
+    if value is not None and not TOKEN_RE.fullmatch(value):
+        raise ConfigError("--http-token", "expected 1 or more of A-Z a-z 0-9 - . _ ~ + / (then any =)")
+    return value
 
 
 def upstream_endpoints(values: list[str]) -> tuple[Endpoint, ...]:
