@@ -160,8 +160,7 @@ class BoundedHttpServer:
                 response = Response(400, b"bad request\n")
             else:
                 response = await asyncio.get_running_loop().run_in_executor(self._pool, self._respond, request)
-            log.debug("http %s %s %s -> %d", peer[0], request and request.method, request and request.path,
-                      response.status)
+            log.debug("http %s %r -> %d", peer[0], head.split(b"\r\n", 1)[0][:200], response.status)
             async with asyncio.timeout(self.idle_timeout):
                 writer.write(encode(response, head_only=request is not None and request.method == "HEAD"))
                 await writer.drain()

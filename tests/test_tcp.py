@@ -102,7 +102,7 @@ def test_a_client_resetting_while_its_answer_is_on_the_way_costs_only_its_connec
         wait_for(lambda i=i: server.query(f"reset{i}.test").answer, what="the answer cached")
     log = server.log_text()
     assert "Traceback" not in log and "RuntimeError" not in log, log
-    assert log.count("reset its connection before its answer") == 5
+    assert 1 <= log.count("reset its connection before its answer") <= 5  # at most a debug line each
 
 
 def test_slow_writers_at_the_cap_cannot_hold_out_real_queries(sidecar):
