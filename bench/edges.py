@@ -11,7 +11,7 @@ still answers, and how long until every one of them is closed. Prints one JSON d
 from __future__ import annotations
 
 import argparse
-import contextlib
+import errno
 import json
 import select
 import socket
@@ -51,34 +51,58 @@ def real_query(port: int, qid: int) -> float | None:
     return time.monotonic() - started if len(reply) >= 12 and reply[:2] == struct.pack("!H", qid) else None
 
 
-def slow_connections(port: int, count: int, wait: float = 3.0) -> tuple[list[socket.socket], int]:
-    """`count` non-blocking connections (the kernel keeps retrying those not accepted yet), each
-    promising a 200-byte message and sending its first byte; and how many were open within `wait`."""
-    opened = []
-    for _ in range(count):
+class SlowClients:
+    """`count` connections, each promising a 200-byte message, sending its first byte at once and
+    one more a second; one that the server closes is opened again at once, as an attacker would."""
+
+    PREFIX = struct.pack("!H", 200) + b"\x00"
+
+    def __init__(self, port: int, count: int) -> None:
+        self.port = port
+        self.started: dict[socket.socket, bool] = {}  # -> its first bytes are sent
+        self.reopened = 0
+        for _ in range(count):
+            self._open()
+
+    def _open(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
-        sock.connect_ex((HOST, port))
-        opened.append(sock)
-    _, writable, _ = select.select([], opened, [], wait)
-    for sock in writable:
-        with contextlib.suppress(OSError):
-            sock.send(struct.pack("!H", 200) + b"\x00")
-    return opened, len(writable)
+        sock.connect_ex((HOST, self.port))  # the kernel keeps trying while the backlog is full
+        self.started[sock] = False
+
+    def tick(self) -> None:
+        """Each connection sends its next byte (its first three once connected); a closed one is replaced."""
+        for sock, started in list(self.started.items()):
+            try:
+                sock.send(b"\x00" if started else self.PREFIX)
+                self.started[sock] = True
+            except (BlockingIOError, InterruptedError):
+                continue  # still connecting, or a full buffer
+            except OSError as exc:
+                if exc.errno == errno.ENOTCONN:
+                    continue
+                del self.started[sock]
+                sock.close()
+                self.reopened += 1
+                self._open()
+
+    def close(self) -> None:
+        for sock in self.started:
+            sock.close()
 
 
 def slowloris(server: Server, slow: int, seconds: float) -> dict:
-    opened, connected = slow_connections(server.port, slow)
+    clients = SlowClients(server.port, slow)
     stop = threading.Event()
 
     def trickle() -> None:
+        clients.tick()
         while not stop.wait(1.0):
-            for sock in opened:
-                with contextlib.suppress(OSError):
-                    sock.send(b"\x00")
+            clients.tick()
 
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
+    time.sleep(3.0)  # the slow connections are in before the first real question
     times: list[float | None] = []
     deadline = time.monotonic() + seconds
     try:
@@ -89,10 +113,9 @@ def slowloris(server: Server, slow: int, seconds: float) -> dict:
     finally:
         stop.set()
         trickler.join(5)
-        for sock in opened:
-            sock.close()
+        clients.close()
     answered = [t for t in times if t is not None]
-    return {"slow_connections_open": connected, "asked": len(times), "answered": len(answered),
+    return {"slow_connections_reopened": clients.reopened, "asked": len(times), "answered": len(answered),
             "p50_ms": round(statistics.median(answered) * 1000, 1) if answered else None}
 
 
