@@ -135,3 +135,18 @@ def start_sidecar(args: list[str], workdir: Path, probe: str, name: str = "sidec
             *(() if docker_host else ("--no-docker",)), "--log-level", "warning", *args]
     env = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
     return _start(name, argv, port, workdir / f"{name}.log", probe, env=env)
+
+
+def start_unbound(name: str, local_data: list[str], workdir: Path, probe: str) -> Server:
+    """unbound answering `local_data` lines (zone-file records) as static local data. Anything
+    else would be forwarded to 127.0.0.254, where nothing listens: it never leaves loopback."""
+    port = free_port()
+    conf = workdir / f"{name}.conf"
+    zones = sorted({line.split()[0].split(".", 1)[1] for line in local_data})
+    conf.write_text("server:\n" + "".join(f"  {line}\n" for line in (
+        "interface: 127.0.0.1", f"port: {port}", "do-daemonize: no", 'username: ""', 'chroot: ""',
+        f'directory: "{workdir}"', 'pidfile: ""', "use-syslog: no", "do-ip6: no", "verbosity: 0",
+        *(f'local-zone: "{zone}" static' for zone in zones), *(f'local-data: "{line}"' for line in local_data)))
+        + "remote-control:\n  control-enable: no\n"
+        + 'forward-zone:\n  name: "."\n  forward-addr: 127.0.0.254@5\n')
+    return _start(name, ["unbound", "-d", "-c", str(conf)], port, workdir / f"{name}.log", probe)

@@ -77,7 +77,7 @@ class Sidecar:
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
         own = SidecarCollector(self)
         self.collector = WorkerMetrics(own, peers, config.workers) if peers and worker == 0 else own
-        self.http = HttpServer(config.http, self) if config.http and worker == 0 else None
+        self.http = HttpServer(config.http, self, config.http_token) if config.http and worker == 0 else None
         self.families = FamiliesSocket(socket_path(peers, worker), own) if peers and worker > 0 else None
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []

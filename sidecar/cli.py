@@ -25,6 +25,7 @@ from .config import (
     host_addresses,
     host_names,
     http_endpoint,
+    http_token,
     listen_endpoints,
     not_negative,
     positive,
@@ -91,6 +92,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                         help="only containers labelled dns-sidecar.enable=true get names")
     docker.add_argument("--domain", action="append", metavar="DOMAIN",
                         help="domain for container names (repeatable; default docker)")
+    docker.add_argument("--label-domain", action="append", metavar="SUFFIX",
+                        help="containers may also claim names under SUFFIX (repeatable; besides --domain and "
+                             "test, example, invalid, internal, home.arpa)")
     docker.add_argument("--host-address", action="append", metavar="ADDR",
                         help="address given for containers to clients outside their networks")
     docker.add_argument("--host-name", action="append", metavar="NAME",
@@ -111,7 +115,11 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
                              "second one slips as TC (default 0: off)")
     watch = parser.add_argument_group("watching it")
     watch.add_argument("--http", metavar="ADDR:PORT",
-                       help="serve /healthz, /metrics, /records and a status page here (default off)")
+                       help="serve /healthz, /metrics, /records and a status page here, to the clients DNS "
+                            "serves (default off)")
+    watch.add_argument("--http-token", metavar="TOKEN",
+                       help="also want 'Authorization: Bearer TOKEN' everywhere but /healthz (better set "
+                            "through DNS_SIDECAR_HTTP_TOKEN than on the command line)")
     watch.add_argument("--log-format", choices=LOG_FORMATS, help="text lines (default) or one JSON object a line")
     watch.add_argument("--log-queries", action="store_true", default=None, help="log every answered query")
 
@@ -199,6 +207,7 @@ def to_config(args: argparse.Namespace) -> Config:
         docker=not get("no_docker", False),
         docker_opt_in=bool(get("docker_opt_in", False)),
         domains=domain_names(get("domain", ["docker"])),
+        label_domains=domain_names(get("label_domain", []), "--label-domain"),
         host_address=host_addresses(get("host_address", [])),
         host_names=host_names(get("host_name", ["host.docker.internal"])),
         views=view_ranges(get("view", [])),
@@ -216,6 +225,7 @@ def to_config(args: argparse.Namespace) -> Config:
         log_format=get("log_format", "text"),
         log_queries=bool(get("log_queries", False)),
         http=http_endpoint(get("http")),
+        http_token=http_token(get("http_token")),
     )
 
 

@@ -4,6 +4,7 @@ say exactly which one was wrong."""
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +20,7 @@ from .zoneparse import parse_record_line
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_WORKERS = 64
+TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Config:
     docker: bool = True
     docker_opt_in: bool = False
     domains: tuple[str, ...] = ("docker.",)
+    label_domains: tuple[str, ...] = ()
     host_address: tuple[str, ...] = ()
     host_names: tuple[str, ...] = DEFAULT_HOST_NAMES
     views: tuple[tuple[str, Network], ...] = field(default=())
@@ -46,6 +49,7 @@ class Config:
     log_format: str = "text"
     log_queries: bool = False
     http: Endpoint | None = None
+    http_token: str | None = None
     allow: tuple[Network, ...] = ()
     local_to_any: bool = False
     rate_limit: float = 0.0
@@ -73,6 +77,13 @@ def http_endpoint(value: str | None) -> Endpoint | None:
     return _endpoint("--http", value)
 
 
+def http_token(value: str | None) -> str | None:
+    """`--http-token`: the bearer token (RFC 6750 token characters) every endpoint but /healthz wants."""
+    if value is not None and not TOKEN_RE.fullmatch(value):
+        raise ConfigError("--http-token", "expected 1 or more of A-Z a-z 0-9 - . _ ~ + / (then any =)")
+    return value
+
+
 def upstream_endpoints(values: list[str]) -> tuple[Endpoint, ...]:
     return tuple(_endpoint("--upstream", v) for v in values)
 
@@ -92,11 +103,14 @@ def existing_paths(flag: str, values: list[str]) -> tuple[Path, ...]:
     return paths
 
 
-def domain_names(values: list[str]) -> tuple[str, ...]:
+def domain_names(values: list[str], flag: str = "--domain") -> tuple[str, ...]:
     try:
-        return tuple(normalize_name(v) for v in values)
+        names = tuple(normalize_name(v) for v in values)
     except ValueError as exc:
-        raise ConfigError("--domain", str(exc)) from None
+        raise ConfigError(flag, str(exc)) from None
+    if "." in names:
+        raise ConfigError(flag, "the root would take in every name; name a domain")
+    return names
 
 
 def host_addresses(values: list[str]) -> tuple[str, ...]:

@@ -1,23 +1,26 @@
 """The window into a running sidecar (`--http ADDR:PORT`): /healthz, /metrics, /records and a
 small self-refreshing page.
 
-It runs on its own thread with the standard library's HTTP server, so a slow scrape never
-holds up the event loop that answers DNS. Every handler only reads: the zone is immutable and
-replaced whole, and the counters are plain integers."""
+It runs on its own threads (see `httpd`), so a slow scrape never holds up the event loop that
+answers DNS. Only clients the DNS access policy serves are answered (loopback, the networks the
+zone knows, --allow); with --http-token, everything but /healthz also wants that bearer token.
+Every handler only reads: the zone is immutable and replaced whole, and the counters are plain
+integers."""
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
 import logging
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from .endpoint import Endpoint
+from .httpd import BoundedHttpServer, Request, Response
 from .metrics import docker_connected, registry_for
 from .records import type_name
 
@@ -102,67 +105,53 @@ thead th {{ background: #eee; }}
 """
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        sidecar = self.server.sidecar
-        path = self.path.split("?", 1)[0]
-        if path == "/healthz":
-            problems = health_problems(sidecar)
-            self._send(503 if problems else 200, "text/plain; charset=utf-8",
-                       ("\n".join(problems) if problems else "ok") + "\n")
-        elif path == "/metrics":
-            self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.registry))
-        elif path == "/records":
-            self._send(200, "application/json", json.dumps(records_json(sidecar), indent=1) + "\n")
-        elif path == "/":
-            self._send(200, "text/html; charset=utf-8", page(sidecar))
-        else:
-            self._send(404, "text/plain; charset=utf-8", "not found: try /, /healthz, /metrics or /records\n")
-
-    def _send(self, status: int, content_type: str, body: str | bytes) -> None:
-        data = body.encode() if isinstance(body, str) else body
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("http %s %s", self.address_string(), format % args)
+BEARER = "bearer "
+OPEN_PATHS = ("/healthz",)  # what a trusted client gets without the token: readiness, nothing more
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+def respond(sidecar: Sidecar, registry: CollectorRegistry, token: str | None, request: Request) -> Response:
+    """The reply to one request: 403 for a client the access policy refuses, 401 without the
+    token (when one is set) everywhere but /healthz, else the endpoint's content."""
+    if not request.trusted:
+        return Response(403, b"forbidden\n")
+    if request.method not in ("GET", "HEAD"):
+        return Response(405, b"only GET and HEAD\n", headers=(("Allow", "GET, HEAD"),))
+    if token is not None and request.path not in OPEN_PATHS and not _bears(request, token):
+        return Response(401, b"a bearer token is required\n", headers=(("WWW-Authenticate", "Bearer"),))
+    if request.path == "/healthz":
+        problems = health_problems(sidecar)
+        return Response(503 if problems else 200, (("\n".join(problems) if problems else "ok") + "\n").encode())
+    if request.path == "/metrics":
+        return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+    if request.path == "/records":
+        return Response(200, (json.dumps(records_json(sidecar), indent=1) + "\n").encode(), "application/json")
+    if request.path == "/":
+        return Response(200, page(sidecar).encode(), "text/html; charset=utf-8")
+    return Response(404, b"not found: try /, /healthz, /metrics or /records\n")
 
-    def __init__(self, endpoint: Endpoint, sidecar: Sidecar) -> None:
-        if ":" in endpoint.host:
-            self.address_family = socket.AF_INET6
-        super().__init__((endpoint.host, endpoint.port), _Handler)
-        self.sidecar = sidecar
-        self.registry = registry_for(sidecar.collector)
+
+def _bears(request: Request, token: str) -> bool:
+    """The request's `Authorization: Bearer` credential is the token (compared in constant time)."""
+    given = request.headers.get("authorization", "")
+    if given[:len(BEARER)].lower() != BEARER:
+        return False
+    return hmac.compare_digest(given[len(BEARER):].strip().encode(), token.encode())
 
 
 class HttpServer:
-    """`start()` binds (port 0 picks a free one, see `bound`) and serves from a daemon thread."""
+    """The window on a `BoundedHttpServer`: clients trusted as the DNS access policy trusts them.
+    `start()` binds (port 0 picks a free one, see `bound`)."""
 
-    def __init__(self, endpoint: Endpoint, sidecar: Sidecar) -> None:
-        self._endpoint = endpoint
-        self._sidecar = sidecar
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+    def __init__(self, endpoint: Endpoint, sidecar: Sidecar, token: str | None = None) -> None:
+        registry = registry_for(sidecar.collector)
+        self._server = BoundedHttpServer(endpoint, partial(respond, sidecar, registry, token),
+                                         lambda client: sidecar.handler.access.allows(client, sidecar.store.zone))
         self.bound: Endpoint | None = None
 
     def start(self) -> None:
-        self._server = _Server(self._endpoint, self._sidecar)
-        self.bound = Endpoint(self._endpoint.host, self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
-        self._thread.start()
+        self._server.start()
+        self.bound = self._server.bound
         log.info("HTTP on http://%s/ (/healthz, /metrics, /records)", self.bound)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._server.stop()

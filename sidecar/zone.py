@@ -26,10 +26,13 @@ WITHHELD_HEALTH = frozenset({"unhealthy", "starting"})
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """What one source contributes: its records, and the view networks it knows about."""
+    """What one source contributes: its records, and the view networks it knows about.
+    `yields` marks what a container claimed: at a name the operator's data (flags, files) holds,
+    its records are dropped rather than merged."""
 
     records: tuple[ZoneRecord, ...] = ()
     views: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
+    yields: bool = False
 
 
 def _unique(records: list[ZoneRecord]) -> tuple[ZoneRecord, ...]:
@@ -62,20 +65,28 @@ def _soas(fragments: Mapping[str, Fragment], warnings: list[str]) -> tuple[dict[
 
 def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRecord],
            soa_owner: Mapping[str, str], warnings: list[str], doubtful: set[tuple[str, str | None, int]]) -> Nodes:
-    """Records by name, view and type; those a source puts inside a zone another owns dropped.
-    The RRsets holding a record whose healthcheck is failing or pending are added to `doubtful`."""
+    """Records by name, view and type; those a source puts inside a zone another owns dropped,
+    and those a yielding source puts at a name the others hold. The RRsets holding a record whose
+    healthcheck is failing or pending are added to `doubtful`."""
     owned = sorted(soa_owner, key=len, reverse=True)
     nodes: Nodes = {}
     shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
-    for key, fragment in fragments.items():
+    held: set[str] | None = None  # the names the others hold, taken when the yielding turn comes
+    for key, fragment in sorted(fragments.items(), key=lambda item: item[1].yields):
         # Any name inside another source's zone ends with that zone's origin; the converse does
         # not hold (x.a.test ends with a.test too), so a match only calls for the exact check.
         foreign = tuple(origin for origin, owner in soa_owner.items() if owner != key)
+        if fragment.yields and held is None:
+            held = set(nodes)
         for rec in fragment.records:
             name = rec.name
             if foreign and name.endswith(foreign) and (zone := _closest(name, owned)) and soa_owner[zone] != key:
                 warnings.append(f"{rec.origin}: {name} is inside zone {zone} owned by "
                                 f"{soa_by_origin[zone].origin}; the zonefile wins")
+                continue
+            if held is not None and name in held:
+                warnings.append(f"{rec.origin}: {name} is held by {_first_origin(nodes[name])}; "
+                                "the operator's records win")
                 continue
             if rec.rtype == _SOA and soa_by_origin.get(name) is not rec:
                 continue
@@ -105,6 +116,12 @@ def _withhold_unhealthy(nodes: Nodes, doubtful: set[tuple[str, str | None, int]]
             nodes[name][view][rtype] = kept
         elif (warning := f"{name}: no replica is healthy; all are answered") not in warnings:
             warnings.append(warning)
+
+
+def _first_origin(node: Mapping[str | None, RRsets]) -> str:
+    """Where the first record at a name came from, to say who holds it."""
+    rrsets = next(iter(node.values()))
+    return next(iter(rrsets.values()))[0].origin
 
 
 def _closest(name: str, origins: Sequence[str]) -> str | None:

@@ -26,6 +26,8 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 30) -> subproc
     (["--timeout", "0"], "--timeout: must be above zero"),
     (["--rate-limit", "-1"], "--rate-limit: must not be negative"),
     (["--allow", "10.0.0.0/33"], "--allow: "),
+    (["--http-token", "two words"], "--http-token: expected 1 or more of A-Z a-z 0-9"),
+    (["--label-domain", "."], "--label-domain: the root would take in every name; name a domain"),
     (["--workers", "0"], "--workers: must be from 1 to 64, got 0"),
     (["--timeout", "soon"], "argument --timeout: invalid float value: 'soon'"),
     (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),

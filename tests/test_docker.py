@@ -189,6 +189,36 @@ def test_bad_label_is_logged_with_the_container_and_the_rest_still_answers(serve
 
 
 @pytest.mark.docker
+def test_names_outside_the_policy_are_logged_and_dropped_and_the_operator_wins(serve, docker_client):
+    server = serve("--record", "mine.dev.test. 60 IN A 192.0.2.10")
+    network(docker_client, "net")
+    greedy = run(docker_client, "greedy", {"dns-sidecar.names": "*.com,localhost,web.dev.test,mine.dev.test"}, "net",
+                 environment={"HOSTNAMES": "www.google.com"}, hostname="www", domainname="example.org")
+    eventually(server, "web.dev.test", [address(greedy, "net")])  # the container's other names stand
+    for name in ("www.google.com", "localhost", "www.example.org"):
+        assert answers(server, name) == [], name  # not local: relayed (here, to no upstream at all)
+    assert answers(server, "mine.dev.test") == ["192.0.2.10"]  # the operator's --record, alone
+    log = server.log_text()
+    for line in ("container greedy: label dns-sidecar.names='*.com': refused: not under a domain containers may "
+                 "claim (docker., test., example., invalid., internal., home.arpa.); skipped",
+                 "container greedy: label dns-sidecar.names='localhost': refused: localhost is loopback's alone; "
+                 "skipped",
+                 "container greedy: env HOSTNAMES='www.google.com': refused: not under a domain",
+                 "container greedy: hostname.domainname='www.example.org': refused: not under a domain",
+                 "container greedy: mine.dev.test. is held by --record:1; the operator's records win"):
+        assert line in log, line
+
+
+@pytest.mark.docker
+def test_label_domain_lets_containers_claim_more(serve, docker_client):
+    server = serve("--label-domain", "corp.example.com")
+    network(docker_client, "net")
+    web = run(docker_client, "web", {"dns-sidecar.names": "web.corp.example.com,*.corp.example.com"}, "net")
+    eventually(server, "web.corp.example.com", [address(web, "net")])
+    assert answers(server, "other.corp.example.com") == [address(web, "net")]
+
+
+@pytest.mark.docker
 def test_two_containers_claiming_one_name_give_both(serve, docker_client):
     server = serve()
     network(docker_client, "net")

@@ -69,6 +69,16 @@ def test_dotted_alias_and_dns_names_are_names_in_every_view():
     assert "db.dev.test." in ask(zone, "5.0.20.172.in-addr.arpa", "PTR")
 
 
+def test_dotted_alias_outside_the_name_policy_is_refused_and_the_rest_stand():
+    info = inspect("web", networks={"front": with_aliases(FRONT, "www.google.com", "db.dev.test")})
+    result = container_records(info, NameRules())
+    assert len(result.problems) == 1
+    assert result.problems[0].startswith("container web: alias on network front='www.google.com': refused")
+    zone, _ = Zone.build({"d": result.fragment})
+    assert ask(zone, "www.google.com", client="172.20.0.9") is None
+    assert ask(zone, "db.dev.test", client="172.20.0.9") == ["172.20.0.5"]
+
+
 def test_bad_alias_is_reported_and_the_rest_stand():
     info = inspect("web", networks={"front": with_aliases(FRONT, "bad alias", "good", "x..y")})
     result = container_records(info, NameRules())

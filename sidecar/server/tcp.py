@@ -1,9 +1,12 @@
 """The TCP listener: length-prefixed messages (RFC 1035 4.2.2), several queries per connection
-answered in order, an idle timeout, and a connection cap.
+answered in order, a deadline for each message, and a connection cap.
 
-At the cap, the connection that has been idle longest is closed to admit the new one (RFC 7766
-6.2.3 lets a server close idle connections): hundreds of silent clients cannot lock out a real
-one. Only when every connection is mid-query is the newcomer turned away."""
+At the cap, the connection that has waited longest without completing a message is closed to
+admit the new one (RFC 7766 6.2.3 lets a server close idle connections), whether it sent nothing
+or is part way through a message: hundreds of silent or slow clients cannot lock out a real one,
+since a real client's message is complete as soon as it arrives. Only when every connection has
+a complete question being answered is the newcomer turned away. A client that goes away while
+its answer is on the way costs nothing but its connection (a debug line, no traceback)."""
 
 from __future__ import annotations
 
@@ -23,8 +26,8 @@ log = logging.getLogger(__name__)
 @dataclass(eq=False)
 class _Connection:
     writer: asyncio.StreamWriter
-    last_active: float
-    busy: bool = False
+    waiting_since: float  # when it was accepted or last answered: its next message is due from then
+    answering: bool = False  # a complete question is being answered
     task: asyncio.Task | None = field(default=None)
 
     def close(self) -> None:
@@ -48,10 +51,10 @@ class TcpListener:
         return len(self._open)
 
     def _make_room(self) -> bool:
-        idle = [conn for conn in self._open if not conn.busy]
-        if not idle:
+        waiting = [conn for conn in self._open if not conn.answering]
+        if not waiting:
             return False
-        oldest = min(idle, key=lambda conn: conn.last_active)
+        oldest = min(waiting, key=lambda conn: conn.waiting_since)
         del self._open[oldest]
         oldest.close()
         self.evicted += 1
@@ -75,27 +78,31 @@ class TcpListener:
 
     async def _answer_until_done(self, conn: _Connection, reader: asyncio.StreamReader, client: str) -> None:
         while True:
-            size_bytes = await asyncio.wait_for(reader.readexactly(2), self.idle_timeout)
-            conn.busy = True
-            data = await asyncio.wait_for(reader.readexactly(struct.unpack("!H", size_bytes)[0]), self.idle_timeout)
+            async with asyncio.timeout(self.idle_timeout):  # the whole message, not each read
+                size_bytes = await reader.readexactly(2)
+                data = await reader.readexactly(struct.unpack("!H", size_bytes)[0])
+            conn.answering = True
             reply = self.handler.cached(data, client, "tcp")
             if reply is None:
                 reply = await self.handler.handle(data, client, "tcp")
             if reply is None:
                 return  # garbage: drop the connection rather than guess at the framing
+            if conn.writer.transport.is_closing():  # the client reset or closed while we resolved
+                log.debug("TCP client %s reset its connection before its answer", client)
+                return
             conn.writer.write(frame(reply))
             await conn.writer.drain()
-            conn.busy = False
-            conn.last_active = self._clock()
+            conn.answering = False
+            conn.waiting_since = self._clock()
             if self._closing:
                 return
 
     async def drain(self, timeout: float = 1.5) -> None:
-        """On shutdown: close idle connections now, give busy ones `timeout` to finish their query."""
+        """On shutdown: close waiting connections now, give answering ones `timeout` to finish."""
         self._closing = True
-        for conn in [c for c in self._open if not c.busy]:
+        for conn in [c for c in self._open if not c.answering]:
             conn.close()
-        busy = [c.task for c in self._open if c.busy and c.task is not None]
+        busy = [c.task for c in self._open if c.answering and c.task is not None]
         if busy:
             _, still = await asyncio.wait(busy, timeout=timeout)
             for task in still:

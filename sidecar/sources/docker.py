@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from docker import APIClient
@@ -73,7 +74,8 @@ def docker_source(config: Config, store: Store, env: Mapping[str, str] | None = 
         log.info("no Docker socket at %s and DOCKER_HOST is unset: Docker source off", DEFAULT_SOCKET)
         return None
     log.info("Docker source on: watching %s", url)
-    rules = NameRules(config.domains, config.docker_opt_in, config.host_address, config.host_names)
+    rules = NameRules(config.domains, config.docker_opt_in, config.host_address, config.host_names,
+                      config.label_domains)
     return DockerSource(store, rules, url, env)
 
 
@@ -226,7 +228,7 @@ class DockerSource:
                 continue
             result = self._records(info)
             if result.fragment.records:
-                fragments[KEY_PREFIX + info["Id"]] = Fragment(result.fragment.records)
+                fragments[KEY_PREFIX + info["Id"]] = replace(result.fragment, views={})
                 self._learn_networks(result)
         self._held = set(fragments)
         self._store.put_many({**fragments, NETWORKS_KEY: self._networks_fragment()}, replace_prefix=KEY_PREFIX)
@@ -250,7 +252,7 @@ class DockerSource:
         fragment = result.fragment if result is not None else Fragment()
         key = KEY_PREFIX + (info["Id"] if info is not None else container)
         if result is not None and fragment.records:
-            stored = Fragment(fragment.records)
+            stored = replace(fragment, views={})
             before = self._store.fragment(key)
             if before != stored:
                 changes = {key: stored}

@@ -1,14 +1,15 @@
 """Pure: one container's `docker inspect` data -> the records and view networks it contributes.
 
 No Docker SDK and no I/O here, so every naming rule is tested with plain dicts. A malformed label
-value (or alias, or health status) is reported as a problem (naming the container) and skipped;
-the container's other names still count. The split horizon is encoded in the records' `view`: one
-set of addresses per Docker network the container is on (for clients inside that network), and
-one set with `view=None` for everyone else (the host view), chosen deterministically.
+value (or alias, or health status), or a name the name policy refuses, is reported as a problem
+(naming the container) and skipped; the container's other names still count. The split horizon is
+encoded in the records' `view`: one set of addresses per Docker network the container is on (for
+clients inside that network), and one set with `view=None` for everyone else (the host view),
+chosen deterministically.
 
 A network alias without a dot (`db`, and the service name compose gives every replica) is scoped
 to its network, as Docker's own DNS does it: `db.` and `db.<domain>` in that network's view only.
-An alias with dots is claimed like a label's name, in every view."""
+An alias with dots is claimed like a label's name, in every view, under the same name policy."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from ..records import ZoneRecord, normalize_name
 from ..reverse import ptr_name
 from ..zone import Fragment, Network
 from .hostnames import DEFAULT_HOST_NAMES, LOOPBACK
+from .name_policy import NamePolicy
 from .srv import SRV_LABEL, Service, published_ports, reachable_from_host, services, srv_record
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -52,12 +54,18 @@ _FALSE = {"false", "0", "no", "off"}
 @dataclass(frozen=True, slots=True)
 class NameRules:
     """The flags that shape container names: `--domain`, `--docker-opt-in`, `--host-address`,
-    `--host-name` (the first is the host-view target of published ports' SRV records)."""
+    `--host-name` (the first is the host-view target of published ports' SRV records) and
+    `--label-domain`; `policy` is the name policy they make."""
 
     domains: tuple[str, ...] = ("docker.",)
     opt_in: bool = False
     host_address: tuple[str, ...] = ()
     host_names: tuple[str, ...] = DEFAULT_HOST_NAMES
+    label_domains: tuple[str, ...] = ()
+    policy: NamePolicy = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policy", NamePolicy(self.domains, self.label_domains))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +145,29 @@ def attachments(info: Mapping[str, Any]) -> list[Attachment]:
 class _Reader:
     """Reads one container's labels and env, collecting problems instead of raising."""
 
-    def __init__(self, container: str, labels: Mapping[str, str], env: Iterable[str]) -> None:
+    def __init__(self, container: str, labels: Mapping[str, str], env: Iterable[str], policy: NamePolicy) -> None:
         self.container = container
         self.labels = labels
         self.env = dict(item.split("=", 1) for item in env if "=" in item)
+        self.policy = policy
         self.problems: list[str] = []
 
     def problem(self, where: str, value: str, reason: str) -> None:
         self.problems.append(f"container {self.container}: {where}={value!r}: {reason}; skipped")
+
+    def claim(self, where: str, value: str, wildcard: bool = True) -> str | None:
+        """The name `value` spells when it is well formed and the name policy lets this
+        container have it; otherwise None, with the reason reported."""
+        try:
+            name = parse_dns_name(value, wildcard)
+        except ValueError as exc:
+            self.problem(where, value, str(exc))
+            return None
+        refusal = self.policy.refusal(name)
+        if refusal is not None:
+            self.problem(where, value, f"refused: {refusal}")
+            return None
+        return name
 
     def flag(self, label: str) -> bool | None:
         raw = self.labels.get(label)
@@ -172,15 +195,8 @@ class _Reader:
 
     def name_list(self, where: str, raw: str | None) -> list[str]:
         """Comma-separated absolute names; each bad one is reported and skipped alone."""
-        names: list[str] = []
-        for item in (raw or "").split(","):
-            if not item.strip():
-                continue
-            try:
-                names.append(parse_dns_name(item))
-            except ValueError as exc:
-                self.problem(where, item.strip(), str(exc))
-        return names
+        claimed = (self.claim(where, item.strip()) for item in (raw or "").split(",") if item.strip())
+        return [name for name in claimed if name is not None]
 
     def health(self, state: Mapping[str, Any]) -> str | None:
         """The healthcheck status records carry; None without a healthcheck or when opted out."""
@@ -216,20 +232,11 @@ def _own_names(info: Mapping[str, Any], reader: _Reader, domains: tuple[str, ...
     relative: list[tuple[str, str]] = [("container name", reader.container)]
     if labels.get(COMPOSE_SERVICE) and labels.get(COMPOSE_PROJECT):
         relative.append(("compose labels", f"{labels[COMPOSE_SERVICE]}.{labels[COMPOSE_PROJECT]}"))
-    names: list[str] = []
-    for where, value in relative:
-        for domain in domains:
-            try:
-                names.append(parse_dns_name(f"{value}.{domain}", wildcard=False))
-            except ValueError as exc:
-                reader.problem(where, value, str(exc))
+    claims = [(where, f"{value}.{domain}") for where, value in relative for domain in domains]
     if config.get("Domainname") and config.get("Hostname"):
-        fqdn = f"{config['Hostname']}.{config['Domainname']}"
-        try:
-            names.append(parse_dns_name(fqdn, wildcard=False))
-        except ValueError as exc:
-            reader.problem("hostname.domainname", fqdn, str(exc))
-    return names
+        claims.append(("hostname.domainname", f"{config['Hostname']}.{config['Domainname']}"))
+    claimed = (reader.claim(where, value, wildcard=False) for where, value in claims)
+    return [name for name in claimed if name is not None]
 
 
 def _claimed_names(reader: _Reader, nets: list[Attachment]) -> list[str]:
@@ -340,7 +347,7 @@ def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRec
     """Everything one container contributes; an empty fragment when it is stopped or opted out."""
     container = (info.get("Name") or "").lstrip("/") or str(info.get("Id", "?"))[:12]
     config = info.get("Config") or {}
-    reader = _Reader(container, config.get("Labels") or {}, config.get("Env") or ())
+    reader = _Reader(container, config.get("Labels") or {}, config.get("Env") or (), rules.policy)
     enabled = reader.flag(ENABLE_LABEL)
     running = bool((info.get("State") or {}).get("Running"))
     if not running or enabled is False or (rules.opt_in and enabled is not True):
@@ -369,4 +376,5 @@ def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRec
     records += _srv_records(info, reader, rules, naming, _srv_target(container, rules))
     views = {att.network: att.subnets for att in nets if att.subnets}
     gateways = {att.network: att.gateways for att in nets if att.gateways}
-    return ContainerRecords(container, Fragment(tuple(records), views), tuple(reader.problems), gateways)
+    return ContainerRecords(container, Fragment(tuple(records), views, yields=True), tuple(reader.problems),
+                            gateways)
