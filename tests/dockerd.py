@@ -19,9 +19,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import docker
 import pytest
 from conftest import wait_for
+
+import docker
 
 IMAGE = "local/busybox:latest"
 APPLETS = ("sh", "sleep", "nslookup", "cat")
@@ -37,17 +38,22 @@ def _die_with_parent() -> None:
 
 
 class Dockerd:
-    """One engine under `root`; `start()`/`stop()` may be repeated (an engine restart)."""
+    """One engine under `root`; `start()`/`stop()` may be repeated (an engine restart). With
+    `netns`, the engine runs in that network namespace: what it publishes on 127.0.0.1 is the
+    namespace's own loopback (`nsenter --net`, since `ip netns exec` remounts /sys and hides the
+    cgroups dockerd needs)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, netns: str | None = None) -> None:
         self.root = root
+        self.netns = netns
         self.socket = root / "docker.sock"
         self.url = f"unix://{self.socket}"
         self.log = root / "dockerd.log"
         self.proc: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
-        return ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        return [*enter, "dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "-H", self.url, "--pidfile", str(self.root / "dockerd.pid"), "--storage-driver", "vfs",
                 "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
                 "--bridge=none", "--live-restore"]

@@ -19,16 +19,18 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from docker import APIClient
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
 from requests.exceptions import RequestException
 
+from docker import APIClient
+
 from ..config import Config
 from ..records import ZoneRecord
 from ..store import Store
 from ..zone import Fragment, Network
+from .dockersocket import socket_problem
 from .labels import NameRules, container_records
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ def docker_source(config: Config, store: Store, env: Mapping[str, str] | None = 
     env = dict(os.environ if env is None else env)
     url = docker_endpoint(env)
     if url is None:
-        log.info("no Docker socket at %s and DOCKER_HOST is unset: Docker source off", DEFAULT_SOCKET)
+        log.info("Docker source off: %s", socket_problem(f"unix://{DEFAULT_SOCKET}"))
         return None
     log.info("Docker source on: watching %s", url)
     return DockerSource(store, NameRules(config.domains, config.docker_opt_in, config.host_address), url, env)
@@ -134,7 +136,7 @@ class DockerSource:
             except (DockerException, RequestException, OSError) as exc:
                 if not reported:
                     log.warning("no Docker engine at %s (%s); serving the other sources and retrying",
-                                self.base_url, exc)
+                                self.base_url, socket_problem(self.base_url) or exc)
                     reported = True
                 else:
                     log.debug("Docker engine at %s still unreachable: %s", self.base_url, exc)
@@ -206,6 +208,7 @@ class DockerSource:
             fragment = self._records(info)
             if fragment.records:
                 fragments[KEY_PREFIX + info["Id"]] = Fragment(fragment.records)
+                log.info("%s: named %s", fragment.records[0].origin, _names(fragment.records))
                 self._learn_networks(fragment)
         self._held = set(fragments)
         self._store.put_many({**fragments, NETWORKS_KEY: Fragment(views=dict(self._networks))},
