@@ -22,13 +22,20 @@ case "${DOCKER_HOST:-}" in
   unix://*) socket=${DOCKER_HOST#unix://} ;;
   *) socket=/var/run/docker.sock ;;
 esac
-groups=$(id -g dns-sidecar)
-if [ -S "$socket" ]; then
-  groups="$groups,$(stat -c %g "$socket")"
-fi
 keep=-all
 if has_cap CapBnd 10; then
   keep=-all,+net_bind_service
 fi
-exec setpriv --reuid=dns-sidecar --regid=dns-sidecar --groups="$groups" \
-  --inh-caps="$keep" --ambient-caps="$keep" --bounding-set="$keep" -- $server "$@"
+user="--reuid=dns-sidecar --regid=dns-sidecar --groups=$(id -g dns-sidecar)"
+if [ -S "$socket" ]; then
+  user="$user,$(stat -c %g "$socket")"
+  if [ $(( 0$(stat -c %a "$socket") & 022 )) = 0 ] && [ "$(stat -c %u "$socket")" = 0 ]; then
+    # Only root may open it (some Docker Desktop versions mount it so): stay uid 0, but with no
+    # capability but NET_BIND_SERVICE and nothing to regain (the file permission checks apply).
+    echo "dns-sidecar: $socket is root's with mode $(stat -c %a "$socket") (no group write):" \
+         "running as uid 0 without capabilities, not as dns-sidecar" >&2
+    user="--clear-groups"
+  fi
+fi
+# shellcheck disable=SC2086 # $user is several options on purpose
+exec setpriv $user --inh-caps="$keep" --ambient-caps="$keep" --bounding-set="$keep" -- $server "$@"

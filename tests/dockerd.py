@@ -19,10 +19,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
 import pytest
 from conftest import wait_for
-
-import docker
 
 IMAGE = "local/busybox:latest"
 APPLETS = ("sh", "sleep", "nslookup", "cat")

@@ -9,12 +9,12 @@ import os
 import signal
 from pathlib import Path
 
+import docker
 import pytest
 from conftest import query, wait_for
 from dnslib import QTYPE
 from dockerd import IMAGE, Dockerd, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
 
-import docker
 from sidecar.outcome import Query
 from sidecar.sources.docker import DockerSource, docker_endpoint
 from sidecar.sources.labels import NameRules

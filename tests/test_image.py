@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,34 @@ def test_image_answers_on_port_53_as_its_own_user_and_turns_healthy(running, doc
     assert f"listening on {host}:53" in logs
 
 
+def test_image_with_a_socket_only_root_may_open_keeps_uid_0_without_capabilities(
+        docker_client: docker.DockerClient, sidecar_image: str, tmp_path) -> None:
+    """Where the socket gives its group no write (as some Docker Desktop versions mount it), no
+    group helps: uid 0 stays, with NET_BIND_SERVICE alone, and the log says so."""
+    path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        path.chmod(0o755)
+        container = docker_client.containers.run(
+            sidecar_image, detach=True, network_mode="none", security_opt=["no-new-privileges:true"],
+            volumes={str(path): {"bind": "/var/run/docker.sock", "mode": "ro"}},
+            environment={"DNS_SIDECAR_LISTEN": "127.0.0.1:53", "DNS_SIDECAR_UPSTREAM": "127.0.0.1:9"})
+        try:
+            wait_for(lambda: b"listening on 127.0.0.1:53" in container.logs(), timeout=30, what="the server")
+            container.reload()
+            server = _status(container.attrs["State"]["Pid"])
+            logs = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+    assert server["Uid"].split() == ["0"] * 4
+    for capabilities in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(server[capabilities], 16) == NET_BIND_SERVICE, (capabilities, server[capabilities])
+    assert server["NoNewPrivs"] == "1"
+    assert ("dns-sidecar: /var/run/docker.sock is root's with mode 755 (no group write): running as uid 0 "
+            "without capabilities, not as dns-sidecar") in logs
+
+
 def addresses(reply) -> list[str]:
     return [rr.to_text() for rrset in reply.answer for rr in rrset]
 
@@ -121,6 +150,12 @@ def test_docs_walkthrough_word_for_word(namespace_engine: Dockerd, tmp_path) -> 
     try:
         seconds = stack.up_until_healthy(up, client)
         print(f"from `up -d` to healthy: {seconds:.1f} s")
+        dns = client.containers.list(filters={"label": "com.docker.compose.service=dns"})[0]
+        server = _status(dns.attrs["State"]["Pid"])
+        assert server["Uid"].split() == ["5353"] * 4, server["Uid"]
+        assert str(namespace_engine.socket.stat().st_gid) in server["Groups"].split()  # no variable set
+        assert int(server["CapEff"], 16) == int(server["CapBnd"], 16) == NET_BIND_SERVICE
+        assert server["NoNewPrivs"] == "1"
         subnet = ipaddress.ip_network("172.28.53.0/24")
         results = {line: stack.run(line) for line in steps}
         for line, result in results.items():

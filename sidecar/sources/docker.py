@@ -19,12 +19,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from docker import APIClient
 from docker.errors import APIError, DockerException, NotFound
 from docker.types import CancellableStream
 from docker.utils import kwargs_from_env
 from requests.exceptions import RequestException
-
-from docker import APIClient
 
 from ..config import Config
 from ..records import ZoneRecord
