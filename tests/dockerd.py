@@ -93,6 +93,12 @@ class Dockerd:
         for point in sorted(points, reverse=True):
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
+    def discard(self) -> None:
+        """Stop the engine and remove everything under its directory."""
+        self.stop()
+        self.unmount()
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def remove_all(self) -> None:
         """Remove every container and unused network (the engine is ours alone)."""
         client = self.client()
@@ -158,9 +164,7 @@ def docker_engine_fixture() -> Iterator[Dockerd]:
         engine.import_busybox()
         yield engine
     finally:
-        engine.stop()
-        engine.unmount()
-        shutil.rmtree(root, ignore_errors=True)
+        engine.discard()
 
 
 @pytest.fixture(name="docker_client")

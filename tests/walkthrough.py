@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import docker
-from conftest import ROOT
+from conftest import ROOT, private_namespace
 from dockerd import Dockerd
 
 DOCS = ROOT / "docs" / "compose.md"
@@ -41,23 +40,13 @@ def walkthrough(mark: str = V1_MARK) -> list[str]:
 @contextmanager
 def engine_in_namespace() -> Iterator[Dockerd]:
     """A dockerd of its own in a network namespace of its own; everything removed afterwards."""
-    name = f"compose-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    netns_etc = Path("/etc/netns") / name
-    root = Path(tempfile.mkdtemp(prefix="dns-sidecar-compose-"))
-    engine = Dockerd(root, netns=name)
-    try:
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
-        netns_etc.mkdir(parents=True)
-        (netns_etc / "resolv.conf").write_text("nameserver 127.0.0.1\n")  # nothing outside the namespace
-        engine.start()
-        yield engine
-    finally:
-        engine.stop()
-        engine.unmount()
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.rmtree(netns_etc, ignore_errors=True)
-        subprocess.run(["ip", "netns", "del", name], check=False)
+    with private_namespace("compose") as name:
+        engine = Dockerd(Path(tempfile.mkdtemp(prefix="dns-sidecar-compose-")), netns=name)
+        try:
+            engine.start()
+            yield engine
+        finally:
+            engine.discard()
 
 
 def copy_images(source: Dockerd, target: Dockerd, tags: tuple[str, ...] = IMAGES) -> None:

@@ -126,8 +126,8 @@ class FileSource:
             log.warning("%s: no *.zone file in the directory (it holds %s); nothing served from it", path,
                         ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
         else:
-            log.warning("%s: the directory is empty: no *.zone file to serve; zonefiles saved there are "
-                        "loaded without a restart", path)
+            log.info("%s: the directory is empty: no *.zone file to serve; zonefiles saved there are "
+                     "loaded without a restart", path)
 
     def _refresh(self, path: Path, kind: str, force: bool) -> ZoneSyntaxError | None:
         stamp = _stamp(path)
