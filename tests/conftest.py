@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,13 +145,11 @@ def sidecar(tmp_path_factory) -> Iterator:
         daemon.stop()
 
 
-@pytest.fixture
-def namespace():
+@contextmanager
+def private_namespace(prefix: str = "sidecar") -> Iterator[str]:
     """A private network namespace with loopback up and its own /etc/netns/NAME/resolv.conf
     (naming 127.0.0.1), removed afterwards. Traffic inside it never leaves this machine."""
-    if os.geteuid() != 0 or not shutil.which("ip"):
-        pytest.skip("network namespaces need root and iproute2")
-    name = f"sidecar-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     netns_etc = Path("/etc/netns") / name
     try:
@@ -161,6 +160,15 @@ def namespace():
     finally:
         shutil.rmtree(netns_etc, ignore_errors=True)
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def namespace():
+    """A private network namespace (see private_namespace)."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("network namespaces need root and iproute2")
+    with private_namespace() as name:
+        yield name
 
 
 def in_ns(namespace: str, *argv: str) -> list[str]:

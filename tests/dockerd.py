@@ -77,17 +77,22 @@ def die_with_parent() -> None:
 
 
 class Dockerd:
-    """One engine under `root`; `start()`/`stop()` may be repeated (an engine restart)."""
+    """One engine under `root`; `start()`/`stop()` may be repeated (an engine restart). With
+    `netns`, the engine runs in that network namespace: what it publishes on 127.0.0.1 is the
+    namespace's own loopback (`nsenter --net`, since `ip netns exec` remounts /sys and hides the
+    cgroups dockerd needs)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, netns: str | None = None) -> None:
         self.root = root
+        self.netns = netns
         self.socket = root / "docker.sock"
         self.url = f"unix://{self.socket}"
         self.log = root / "dockerd.log"
         self.proc: subprocess.Popen | None = None
 
     def argv(self) -> list[str]:
-        return ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+        enter = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        return [*enter, "dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "-H", self.url, "--pidfile", str(self.root / "dockerd.pid"), "--storage-driver", "vfs",
                 "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
                 "--bridge=none", "--live-restore"]
@@ -117,6 +122,12 @@ class Dockerd:
     def unmount(self) -> None:
         """Undo the mounts dockerd leaves under its directories (data root, network namespace)."""
         unmount_under(self.root)
+
+    def discard(self) -> None:
+        """Stop the engine and remove everything under its directory."""
+        self.stop()
+        self.unmount()
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def remove_all(self) -> None:
         """Remove every container and unused network (the engine is ours alone)."""
@@ -171,9 +182,7 @@ def docker_engine_fixture() -> Iterator[Dockerd]:
         engine.import_busybox()
         yield engine
     finally:
-        engine.stop()
-        engine.unmount()
-        shutil.rmtree(root, ignore_errors=True)
+        engine.discard()
 
 
 @pytest.fixture(name="docker_client")

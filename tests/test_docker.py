@@ -100,6 +100,8 @@ def test_listed_at_start_compose_replicas_stop_start_rename_destroy(serve, docke
     first, second = address(one, "myproj_default"), address(two, "myproj_default")
     assert answers(server, "app.myproj.docker") == sorted([first, second])
     assert answers(server, "myproj-app-1.docker") == [first]
+    for name in ("myproj-app-1", "myproj-app-2"):  # the start names each container's names
+        assert f"container {name}: named app.myproj.docker., {name}.docker." in server.log_text()
 
     two.stop()
     eventually(server, "app.myproj.docker", [first])

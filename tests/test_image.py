@@ -1,37 +1,38 @@
-"""The image from the project's Dockerfile, run as users run it: host networking, the Docker
-socket mounted read-only, configuration through DNS_SIDECAR_* variables; then compose.example.yml
-itself (its host-networking variant) on the same engine. Queried over loopback only.
+"""The image from the project's Dockerfile, built by the documented no-registry recipe and run
+as users run it: host networking, the Docker socket mounted read-only, configuration through
+DNS_SIDECAR_* variables; then docs/compose.md's walkthrough, word for word, on an engine in a
+private network namespace. Queried over loopback only (the namespace's own, for the stack).
 
-The compose run lives here, not in test_compose.py, so that one engine and one image build serve
-both: fixtures imported into two modules would each start their own."""
+The compose run lives here, not in test_compose.py, so that one image build serves both:
+fixtures imported into two modules would each start their own."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
+import re
 import shutil
-import urllib.request
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-import yaml
-from composefile import compose, host_network_variant
-from conftest import free_port, query, wait_for
+from conftest import query, wait_for
 from dns import rcode
 from dockerd import Dockerd, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
-from imagebuild import loopback_with_free_53, sidecar_image_fixture  # noqa: F401 - fixture
+from imagebuild import Build, loopback_with_free_53, offline_build_fixture, sidecar_image_fixture  # noqa: F401
+from walkthrough import V2_MARK, Stack, copy_images, engine_in_namespace, walkthrough
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def _uids(pid: int) -> list[int]:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return [int(v) for v in line.split()[1:]]
-    raise AssertionError(f"no Uid line for pid {pid}")
+NET_BIND_SERVICE = 1 << 10
+
+
+def _status(pid: int) -> dict[str, str]:
+    """The kernel's word on a process: Uid, Groups, CapEff, CapBnd, NoNewPrivs ..."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
 
 
 @pytest.fixture
@@ -41,7 +42,6 @@ def running(docker_client: docker.DockerClient, docker_engine: Dockerd,
     container = docker_client.containers.run(
         sidecar_image, detach=True, network_mode="host",
         volumes={str(docker_engine.socket): {"bind": "/var/run/docker.sock", "mode": "ro"}},
-        group_add=[str(docker_engine.socket.stat().st_gid)],
         environment={"DNS_SIDECAR_LISTEN": f"{host}:53", "DNS_SIDECAR_UPSTREAM": "127.0.0.1:9",
                      "DNS_SIDECAR_RECORD": "img.test. 60 IN A 192.0.2.53"})
     try:
@@ -51,7 +51,7 @@ def running(docker_client: docker.DockerClient, docker_engine: Dockerd,
         container.remove(force=True)
 
 
-def test_image_answers_on_port_53_as_non_root_and_turns_healthy(running) -> None:
+def test_image_answers_on_port_53_as_its_own_user_and_turns_healthy(running, docker_engine: Dockerd) -> None:
     container, host = running
     reply = wait_for(lambda: query(host, 53, "img.test.", timeout=0.5), timeout=30, what="the image answering")
     assert reply.rcode() == rcode.NOERROR
@@ -59,8 +59,11 @@ def test_image_answers_on_port_53_as_non_root_and_turns_healthy(running) -> None
     assert query(host, 53, "img.test.", tcp=True).answer[0].ttl == 60
 
     container.reload()
-    assert all(uid != 0 for uid in _uids(container.attrs["State"]["Pid"])), "the server runs as root"
-    assert container.attrs["Config"]["User"] == "dns-sidecar"
+    server = _status(container.attrs["State"]["Pid"])
+    assert server["Uid"].split() == ["5353"] * 4, server["Uid"]  # dns-sidecar, real to file system
+    assert str(docker_engine.socket.stat().st_gid) in server["Groups"].split()  # joined with no group_add
+    for capabilities in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        assert int(server[capabilities], 16) == NET_BIND_SERVICE, (capabilities, server[capabilities])
 
     def health() -> str:
         container.reload()
@@ -71,72 +74,118 @@ def test_image_answers_on_port_53_as_non_root_and_turns_healthy(running) -> None
     assert f"listening on {host}:53" in logs
 
 
-def test_image_metadata(docker_client: docker.DockerClient, sidecar_image: str) -> None:
-    config = docker_client.images.get(sidecar_image).attrs["Config"]
-    assert config["User"] == "dns-sidecar"
-    assert config["Labels"]["org.opencontainers.image.title"] == "dns-sidecar"
-    assert config["Healthcheck"]["Test"][-3:] == ["-m", "sidecar", "health"]
-    assert "DNS_SIDECAR_LISTEN=0.0.0.0:53" in config["Env"]
-
-
-@pytest.fixture
-def stack(docker_client, docker_engine: Dockerd, sidecar_image: str, tmp_path) -> Iterator[dict]:
-    host, http = loopback_with_free_53(), f"127.0.0.1:{free_port()}"
-    zones = tmp_path / "zones"
-    zones.mkdir()
-    (zones / "stack.test.zone").write_text("$ORIGIN stack.test.\n@ IN SOA ns admin 1 3600 600 86400 60\n"
-                                           "ns IN A 192.0.2.1\ndb IN A 192.0.2.40\n")
-    config, subnet = host_network_variant(sidecar_image, docker_engine, host, http, zones)
-    (tmp_path / "compose.yml").write_text(yaml.safe_dump(config))
-    env = {**os.environ, "DOCKER_HOST": docker_engine.url, "DOCKER_GID": str(docker_engine.socket.stat().st_gid),
-           "COMPOSE_PROJECT_NAME": "example"}
-    log = tmp_path / "compose.log"
-    up = compose("up", "-d", cwd=tmp_path, env=env, log=log)
-    try:
-        assert up.returncode == 0, log.read_text()
-        yield {"host": host, "http": http, "subnet": ipaddress.ip_network(subnet), "client": docker_client}
-    finally:
-        compose("logs", "--no-color", cwd=tmp_path, env=env, log=log)
-        print(log.read_text(errors="replace"))  # shown when the test failed
-        compose("down", "-t", "2", cwd=tmp_path, env=env, log=log)
+def test_image_with_a_socket_only_root_may_open_keeps_uid_0_without_capabilities(
+        docker_client: docker.DockerClient, sidecar_image: str, tmp_path) -> None:
+    """Where the socket gives its group no write (as some Docker Desktop versions mount it), no
+    group helps: uid 0 stays, with NET_BIND_SERVICE alone, and the log says so."""
+    path = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen()
+        path.chmod(0o755)
+        container = docker_client.containers.run(
+            sidecar_image, detach=True, network_mode="none", security_opt=["no-new-privileges:true"],
+            volumes={str(path): {"bind": "/var/run/docker.sock", "mode": "ro"}},
+            environment={"DNS_SIDECAR_LISTEN": "127.0.0.1:53", "DNS_SIDECAR_UPSTREAM": "127.0.0.1:9"})
+        try:
+            wait_for(lambda: b"listening on 127.0.0.1:53" in container.logs(), timeout=30, what="the server")
+            container.reload()
+            server = _status(container.attrs["State"]["Pid"])
+            logs = container.logs().decode(errors="replace")
+        finally:
+            container.remove(force=True)
+    assert server["Uid"].split() == ["0"] * 4
+    for capabilities in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(server[capabilities], 16) == NET_BIND_SERVICE, (capabilities, server[capabilities])
+    assert server["NoNewPrivs"] == "1"
+    assert ("dns-sidecar: /var/run/docker.sock is root's with mode 755 (no group write): running as uid 0 "
+            "without capabilities, not as dns-sidecar") in logs
 
 
 def addresses(reply) -> list[str]:
     return [rr.to_text() for rrset in reply.answer for rr in rrset]
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
-def test_compose_example_runs_with_host_networking(stack) -> None:
-    host, subnet = stack["host"], stack["subnet"]
+def test_image_metadata(docker_client: docker.DockerClient, sidecar_image: str) -> None:
+    config = docker_client.images.get(sidecar_image).attrs["Config"]
+    assert config["User"] == ""  # root only until the entrypoint has joined the socket's group
+    assert config["Entrypoint"] == ["dns-sidecar-entrypoint"]
+    assert config["Labels"]["org.opencontainers.image.title"] == "dns-sidecar"
+    assert config["Healthcheck"]["Test"] == ["CMD", "dns-sidecar-entrypoint", "health"]
+    assert "DNS_SIDECAR_LISTEN=0.0.0.0:53" in config["Env"]
 
-    def web_addresses(name: str) -> list[str]:
-        return addresses(query(host, 53, name, timeout=0.5))
 
-    for name in ("web.example.docker.", "api.dev.test.", "x.web.dev.test."):
-        found = wait_for(lambda name=name: web_addresses(name), timeout=30, what=f"{name} answered")
-        assert [ipaddress.ip_address(a) in subnet for a in found] == [True], (name, found)
-    assert addresses(query(host, 53, "db.stack.test.")) == ["192.0.2.40"]  # the mounted zone directory
-    assert addresses(query(host, 53, "anything.dev.test.")) == ["127.0.0.1"]  # DNS_SIDECAR_RECORD
 
-    with urllib.request.urlopen(f"http://{stack['http']}/records", timeout=5) as response:
-        records = json.load(response)
-    api = [r for r in records if r["name"] == "api.dev.test." and r["view"] is None]
-    assert [r["origin"] for r in api] == ["container example_web_1"]  # compose 1.x names it so
 
-    client: docker.DockerClient = stack["client"]
+def test_offline_build_is_complete_and_quiet(offline_build: Build) -> None:
+    assert "useradd warning" not in offline_build.output
+    assert f"built {offline_build.tag}" in offline_build.output
 
-    def service(name: str):
-        return client.containers.list(all=True, filters={"label": f"com.docker.compose.service={name}"})[0]
 
-    def health() -> str:
-        return service("dns").attrs["State"]["Health"]["Status"]
+@pytest.fixture(scope="module")
+def namespace_engine(docker_engine: Dockerd, sidecar_image: str) -> Iterator[Dockerd]:
+    """An engine in a network namespace of its own, holding the session's image and busybox."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    with engine_in_namespace() as engine:
+        copy_images(docker_engine, engine)
+        yield engine
 
-    wait_for(lambda: health() == "healthy", timeout=40, interval=0.5, what="the sidecar's HEALTHCHECK")
 
-    def client_done():
-        container = service("client")
-        return container.attrs["State"]["Status"] == "exited" and container
+def dig_addresses(result) -> list[ipaddress.IPv4Address]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [ipaddress.ip_address(line) for line in result.stdout.split()]
 
-    finished = wait_for(client_done, timeout=40, interval=0.5, what="the client's lookup")
-    assert finished.attrs["State"]["ExitCode"] == 0, finished.logs().decode(errors="replace")
-    assert "api.dev.test" in finished.logs().decode(errors="replace")
+
+def test_docs_walkthrough_word_for_word(namespace_engine: Dockerd, tmp_path) -> None:
+    """docs/compose.md's docker-compose lines, run as written on a real engine: healthy, the web
+    service's names through the published port over UDP and TCP, the zonefile, the lookup from
+    inside the stack, an edited zonefile served at once, and nothing left after `down`."""
+    commands = walkthrough()
+    assert walkthrough(V2_MARK) == [line.replace("docker-compose ", "docker compose ") for line in commands]
+    up, *steps, down = commands
+    assert up.endswith(" up -d") and down.endswith(" down"), commands
+    stack = Stack(namespace_engine, tmp_path)
+    client = namespace_engine.client()
+    try:
+        seconds = stack.up_until_healthy(up, client)
+        print(f"from `up -d` to healthy: {seconds:.1f} s")
+        dns = client.containers.list(filters={"label": "com.docker.compose.service=dns"})[0]
+        server = _status(dns.attrs["State"]["Pid"])
+        assert server["Uid"].split() == ["5353"] * 4, server["Uid"]
+        assert str(namespace_engine.socket.stat().st_gid) in server["Groups"].split()  # no variable set
+        assert int(server["CapEff"], 16) == int(server["CapBnd"], 16) == NET_BIND_SERVICE
+        assert server["NoNewPrivs"] == "1"
+        subnet = ipaddress.ip_network("172.28.53.0/24")
+        results = {line: stack.run(line) for line in steps}
+        for line, result in results.items():
+            assert result.returncode == 0, (line, result.stdout, result.stderr)
+        by_name = {line.split()[-1]: result for line, result in results.items() if line.startswith("dig ")}
+        web, api = dig_addresses(by_name["web.compose.docker"]), dig_addresses(by_name["api.dev.test"])
+        assert len(web) == 1 and web[0] in subnet and api == web, (web, api)
+        assert any("+tcp" in line for line in results if line.endswith("api.dev.test") and line.startswith("dig"))
+        assert dig_addresses(by_name["printer.office.test"]) == [ipaddress.ip_address("192.0.2.80")]
+        assert dig_addresses(stack.run("dig +short @127.0.0.1 x.web.dev.test")) == web  # the label's wildcard
+        assert dig_addresses(stack.run("dig +short @127.0.0.1 other.dev.test")) == [ipaddress.ip_address("127.0.0.1")]
+
+        lookup = next(result.stdout for line, result in results.items() if " nslookup " in line)
+        assert re.search(r"Name:\s+api\.dev\.test\s+Address:\s+" + re.escape(str(web[0])), lookup), lookup
+        logs = next(result.stdout for line, result in results.items() if line.endswith(" logs dns"))
+        assert re.search(r"container compose_web_1: (named|added:) .*\bweb\.compose\.docker\.", logs), logs
+        assert "/zones/office.test.zone: loaded 4 records" in logs
+
+        zone = stack.zones / "office.test.zone"
+        edited = zone.with_suffix(".tmp")
+        edited.write_text(zone.read_text().replace("192.0.2.80", "192.0.2.81"))
+        edited.rename(zone)  # as editors save
+        wait_for(lambda: dig_addresses(stack.run("dig +short @127.0.0.1 printer.office.test"))
+                 == [ipaddress.ip_address("192.0.2.81")], timeout=1.0, interval=0.02,
+                 what="the edited zonefile served")
+    finally:
+        print(stack.run(f"{up.split(' up', 1)[0]} logs --no-color").stdout)
+        result = stack.run(down)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert client.containers.list(all=True) == []
+    assert {network.name for network in client.networks.list()} <= {"bridge", "host", "none"}
+    assert client.volumes.list() == []
+    client.close()

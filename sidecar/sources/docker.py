@@ -34,6 +34,7 @@ from ..config import Config
 from ..records import ZoneRecord
 from ..store import Store
 from ..zone import Fragment, Network
+from .dockersocket import socket_problem
 from .hostnames import Address, host_name_records
 from .labels import ContainerRecords, NameRules, container_records
 
@@ -71,7 +72,7 @@ def docker_source(config: Config, store: Store, env: Mapping[str, str] | None = 
     env = dict(os.environ if env is None else env)
     url = docker_endpoint(env)
     if url is None:
-        log.info("no Docker socket at %s and DOCKER_HOST is unset: Docker source off", DEFAULT_SOCKET)
+        log.info("Docker source off: %s", socket_problem(f"unix://{DEFAULT_SOCKET}"))
         return None
     log.info("Docker source on: watching %s", url)
     rules = NameRules(config.domains, config.docker_opt_in, config.host_address, config.host_names,
@@ -156,7 +157,7 @@ class DockerSource:
             except (DockerException, RequestException, OSError) as exc:
                 if not reported:
                     log.warning("no Docker engine at %s (%s); serving the other sources and retrying",
-                                self.base_url, exc)
+                                self.base_url, socket_problem(self.base_url) or exc)
                     reported = True
                 else:
                     log.debug("Docker engine at %s still unreachable: %s", self.base_url, exc)
@@ -229,6 +230,7 @@ class DockerSource:
             result = self._records(info)
             if result.fragment.records:
                 fragments[KEY_PREFIX + info["Id"]] = replace(result.fragment, views={})
+                log.info("%s: named %s", result.fragment.records[0].origin, _names(result.fragment.records))
                 self._learn_networks(result)
         self._held = set(fragments)
         self._store.put_many({**fragments, NETWORKS_KEY: self._networks_fragment()}, replace_prefix=KEY_PREFIX)

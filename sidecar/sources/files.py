@@ -73,6 +73,7 @@ class FileSource:
         self._stamps: dict[Path, Stamp | None] = {}
         self._kinds: dict[Path, str] = {}
         self._missing: set[Path] = set()
+        self._empty: set[Path] = set()  # watched directories already said to hold no zonefile
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -93,7 +94,9 @@ class FileSource:
             errors: list[ZoneSyntaxError] = []
             current: dict[Path, str] = {}
             for watched in self._watched:
-                for path in watched.files():
+                files = watched.files()
+                self._note_empty(watched.path, bool(files))
+                for path in files:
                     current[path] = watched.kind
             for path in list(self._kinds):
                 if path not in current and path not in self._missing:
@@ -104,6 +107,27 @@ class FileSource:
                 if error is not None:
                     errors.append(error)
             return errors
+
+    def _note_empty(self, path: Path, has_files: bool) -> None:
+        """Say once when a watched directory holds no `*.zone` file: a compose mount of a host
+        directory that does not exist arrives as an empty one, and serves nothing in silence."""
+        if has_files or not path.is_dir():
+            self._empty.discard(path)
+            return
+        if path in self._empty:
+            return
+        self._empty.add(path)
+        try:
+            others = sorted(entry.name for entry in path.iterdir())
+        except OSError as exc:
+            log.warning("%s: cannot list the directory: %s; no zonefile served from it", path, exc.strerror)
+            return
+        if others:
+            log.warning("%s: no *.zone file in the directory (it holds %s); nothing served from it", path,
+                        ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
+        else:
+            log.info("%s: the directory is empty: no *.zone file to serve; zonefiles saved there are "
+                     "loaded without a restart", path)
 
     def _refresh(self, path: Path, kind: str, force: bool) -> ZoneSyntaxError | None:
         stamp = _stamp(path)
