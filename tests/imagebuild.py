@@ -17,7 +17,7 @@ import pytest
 from dockerd import Dockerd
 from walkthrough import BUILD_SCRIPT
 
-IMAGE_TAG = "dns-sidecar:latest"  # the tag examples/compose/compose.yml runs
+IMAGE_TAG = "dns-sidecar:latest"  # the tag compose.example.yml runs
 
 
 @dataclass(frozen=True)

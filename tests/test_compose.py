@@ -1,4 +1,4 @@
-"""examples/compose/, validated by Debian's `docker-compose config` with no variable set, and
+"""compose.example.yml, validated by Debian's `docker-compose config` with no variable set, and
 docs/compose.md's walkthrough checked against it (the live run of both is in test_image.py,
 beside the image it needs)."""
 
@@ -14,11 +14,9 @@ import pytest
 import yaml
 from conftest import ROOT
 from dnslib import QTYPE
-from walkthrough import EXAMPLE, V2_MARK, walkthrough
+from walkthrough import COMPOSE_FILE, EXAMPLE, V2_MARK, walkthrough
 
 from sidecar.sources.files import parse_file
-
-COMPOSE_FILE = EXAMPLE / "compose.yml"
 
 
 def compose_config(env: dict[str, str]) -> dict:
@@ -79,8 +77,8 @@ def test_shipped_zone_does_not_collide_with_the_examples_labels_and_overrides() 
 
 def test_walkthrough_is_the_same_for_both_compose_spellings() -> None:
     v1 = walkthrough()
-    assert v1[0] == "docker-compose -f examples/compose/compose.yml up -d"
+    assert v1[0] == "docker-compose -p demo -f compose.example.yml up -d"
     assert walkthrough(V2_MARK) == [line.replace("docker-compose ", "docker compose ") for line in v1]
     for line in v1:
         if line.startswith("docker-compose "):
-            assert Path(ROOT / line.split()[2]).is_file(), line
+            assert Path(ROOT / line.split()[4]).is_file(), line

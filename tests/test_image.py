@@ -161,7 +161,7 @@ def test_docs_walkthrough_word_for_word(namespace_engine: Dockerd, tmp_path) -> 
         for line, result in results.items():
             assert result.returncode == 0, (line, result.stdout, result.stderr)
         by_name = {line.split()[-1]: result for line, result in results.items() if line.startswith("dig ")}
-        web, api = dig_addresses(by_name["web.compose.docker"]), dig_addresses(by_name["api.dev.test"])
+        web, api = dig_addresses(by_name["web.demo.docker"]), dig_addresses(by_name["api.dev.test"])
         assert len(web) == 1 and web[0] in subnet and api == web, (web, api)
         assert any("+tcp" in line for line in results if line.endswith("api.dev.test") and line.startswith("dig"))
         assert dig_addresses(by_name["printer.office.test"]) == [ipaddress.ip_address("192.0.2.80")]
@@ -171,7 +171,7 @@ def test_docs_walkthrough_word_for_word(namespace_engine: Dockerd, tmp_path) -> 
         lookup = next(result.stdout for line, result in results.items() if " nslookup " in line)
         assert re.search(r"Name:\s+api\.dev\.test\s+Address:\s+" + re.escape(str(web[0])), lookup), lookup
         logs = next(result.stdout for line, result in results.items() if line.endswith(" logs dns"))
-        assert re.search(r"container compose_web_1: (named|added:) .*\bweb\.compose\.docker\.", logs), logs
+        assert re.search(r"container demo_web_1: (named|added:) .*\bweb\.compose\.docker\.", logs), logs
         assert "/zones/office.test.zone: loaded 4 records" in logs
 
         zone = stack.zones / "office.test.zone"

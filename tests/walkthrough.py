@@ -1,7 +1,7 @@
 """The compose walkthrough of docs/compose.md, run as written: its commands are read from the
-document, the example directory is copied aside (so a test may edit its zonefile), and the
-engine runs in a private network namespace, so the example's published 127.0.0.1:53 is that
-namespace's own loopback and `dig` is run inside it. Shared by tests/test_image.py and
+document, the example is copied aside as it sits in the repository (so a test may edit its
+zonefile), and the engine runs in a private network namespace, so the example's published
+127.0.0.1:53 is that namespace's own loopback and `dig` is run inside it. Shared by tests/test_image.py and
 bench/compose_up.py."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from conftest import ROOT, private_namespace
 from dockerd import Dockerd
 
 DOCS = ROOT / "docs" / "compose.md"
+COMPOSE_FILE = ROOT / "compose.example.yml"
 EXAMPLE = ROOT / "examples" / "compose"
 BUILD_SCRIPT = EXAMPLE / "build-offline.sh"
 V1_MARK = "<!-- walkthrough: docker-compose -->"
@@ -64,6 +65,7 @@ class Stack:
 
     def __init__(self, engine: Dockerd, workdir: Path) -> None:
         shutil.copytree(EXAMPLE, workdir / "examples" / "compose")
+        shutil.copy(COMPOSE_FILE, workdir / COMPOSE_FILE.name)
         self.engine = engine
         self.cwd = workdir
         self.zones = workdir / "examples" / "compose" / "zones"

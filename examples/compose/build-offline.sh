@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds everything examples/compose/compose.yml runs, without a container registry: a Debian
+# Builds everything compose.example.yml runs, without a container registry: a Debian
 # base image made with debootstrap and `docker import`, a directory of wheels filled by pip, the
 # dns-sidecar image built from them, and busybox:latest (for the web and client services) from
 # the host's busybox-static. Needs root (debootstrap), Debian's debootstrap and busybox-static,
