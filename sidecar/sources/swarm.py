@@ -270,6 +270,11 @@ class SwarmFollower:
             self._thread.start()
         self.wake()
 
+    @property
+    def following(self) -> bool:
+        """Whether this engine was found managing a swarm (and so is read)."""
+        return self._thread is not None
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -291,6 +296,8 @@ class SwarmFollower:
                 if not self._failing:
                     self._failing = True
                     log.warning("cannot read the swarm (%s); its last names keep serving; retrying", exc)
+                else:
+                    log.debug("still cannot read the swarm: %s", exc)
                 if client is not None:
                     client.close()
                 client, wait = None, FAILED_POLL_INTERVAL
