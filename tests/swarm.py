@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,15 @@ class SwarmDockerd(Dockerd):
         return subprocess.run(["docker", "--host", self.url, *args], capture_output=True, text=True, check=check,
                               timeout=120)
 
-    def init_swarm(self) -> None:
-        self.cli("swarm", "init", "--advertise-addr", "127.0.0.1")
+    def init_swarm(self, check: bool = True) -> subprocess.CompletedProcess:
+        return self.cli("swarm", "init", "--advertise-addr", "127.0.0.1", check=check)
 
     def leave_swarm(self) -> None:
         self.cli("swarm", "leave", "--force", check=False)
+
+
+class SwarmUnavailable(Exception):
+    """Why a swarm cannot run here (a test skips with it, a benchmark stops with it)."""
 
 
 def _why_not() -> str | None:
@@ -49,16 +54,16 @@ def _why_not() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session", name="swarm_engine")
-def swarm_engine_fixture() -> Iterator[SwarmDockerd]:
-    """A session's one-node swarm with `local/busybox` imported; the swarm left, the engine stopped
-    by its pid and the namespace deleted at the end."""
+@contextmanager
+def one_node_swarm() -> Iterator[SwarmDockerd]:
+    """A one-node swarm with `local/busybox` imported; afterwards the swarm is left, the engine
+    stopped by its pid and the namespace deleted."""
     reason = _why_not()
     if reason:
-        pytest.skip(reason)
+        raise SwarmUnavailable(reason)
     netns = f"sidecar-swarm-{uuid.uuid4().hex[:8]}"
     if subprocess.run(["ip", "netns", "add", netns], capture_output=True).returncode != 0:
-        pytest.skip("cannot create a network namespace (needs root)")
+        raise SwarmUnavailable("cannot create a network namespace (needs root)")
     root = Path(tempfile.mkdtemp(prefix="dns-sidecar-swarm-"))
     engine = SwarmDockerd(root, netns)
     try:
@@ -66,11 +71,11 @@ def swarm_engine_fixture() -> Iterator[SwarmDockerd]:
         try:
             engine.start()
         except AssertionError:
-            pytest.skip(f"dockerd cannot start in a network namespace here:\n{engine.log_tail()}")
+            raise SwarmUnavailable(f"dockerd cannot start in a network namespace here:\n{engine.log_tail()}") from None
         engine.import_busybox()
-        result = engine.cli("swarm", "init", "--advertise-addr", "127.0.0.1", check=False)
+        result = engine.init_swarm(check=False)
         if result.returncode != 0:
-            pytest.skip(f"docker swarm init fails here: {result.stderr.strip()}")
+            raise SwarmUnavailable(f"docker swarm init fails here: {result.stderr.strip()}")
         yield engine
     finally:
         if engine.proc is not None:
@@ -79,3 +84,13 @@ def swarm_engine_fixture() -> Iterator[SwarmDockerd]:
         engine.unmount()
         shutil.rmtree(root, ignore_errors=True)
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+
+
+@pytest.fixture(scope="session", name="swarm_engine")
+def swarm_engine_fixture() -> Iterator[SwarmDockerd]:
+    """The session's one-node swarm, or a skip that says why there is none."""
+    try:
+        with one_node_swarm() as engine:
+            yield engine
+    except SwarmUnavailable as exc:
+        pytest.skip(str(exc))

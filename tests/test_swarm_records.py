@@ -148,3 +148,14 @@ def test_a_worker_is_told_once_and_nothing_is_followed(caplog) -> None:
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "is a swarm worker" in lines[0] and "docs/swarm.md" in lines[0], lines
     assert not follower.following
+
+
+def test_a_task_on_its_way_to_running_asks_for_a_quick_second_read() -> None:
+    def settling(services, tasks) -> bool:
+        return swarm_records(services, tasks, NODES, NETWORKS, NameRules()).settling
+
+    assert not settling([WEB, DB], TASKS)
+    assert settling([DB], [task("db1", 1, "10.0.1.2", state="ready")])
+    assert settling([DB], [task("db1", 1, "10.0.1.2", state="starting")])
+    assert not settling([WEB], [task("web1", 1, "10.0.1.6", state="starting")])  # its healthcheck may take long
+    assert not settling([DB], [task("db1", 1, "10.0.1.2", state="ready", desired="shutdown")])

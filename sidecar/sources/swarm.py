@@ -12,7 +12,9 @@ routing mesh, or for host-mode ports the nodes running a task), or `--host-addre
 `SwarmFollower` keeps the fragment live from its own thread. Tasks have no events: a task that
 dies or moves on another node shows on no engine's event stream, so while this engine manages a
 swarm the follower re-reads every `POLL_INTERVAL`, and the Docker source wakes it at once for
-the events it does see (service and node events, and containers of swarm tasks)."""
+the events it does see (service and node events, and containers of swarm tasks). A task's
+container starts before the engine calls the task running, so while a task is on its way the
+follower re-reads every `SETTLING_POLL_INTERVAL` instead."""
 
 from __future__ import annotations
 
@@ -41,8 +43,10 @@ FRAGMENT_KEY = "swarm:services"
 STACK_LABEL = "com.docker.stack.namespace"
 TASK_SERVICE_LABEL = "com.docker.swarm.service.id"  # on every task's container: a swarm container event
 POLL_INTERVAL = 1.0
+SETTLING_POLL_INTERVAL = 0.1
 FAILED_POLL_INTERVAL = 5.0
 ANSWERED_TASK_STATES = {"running": None, "starting": "starting"}  # task state -> health it stands for
+ON_THE_WAY = {"new", "pending", "assigned", "accepted", "preparing", "ready"}  # a task's states before starting
 INCOMPLETE_ADDRESS = ("", "0.0.0.0", "::")  # what a node reports when it has not settled on one
 
 
@@ -54,6 +58,7 @@ class SwarmRecords:
     problems: tuple[str, ...] = ()
     services: int = 0
     tasks: int = 0
+    settling: bool = False  # a task is about to run: read again soon
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +114,28 @@ def _has_healthcheck(service: Mapping[str, Any]) -> bool:
     return bool(test.get("Test")) and test["Test"][0] != "NONE"
 
 
+def _settling(task: Mapping[str, Any], service: Mapping[str, Any]) -> bool:
+    """Whether a task meant to run is about to: on its way, or starting without a healthcheck
+    (which lasts only until the engine says so)."""
+    state = (task.get("Status") or {}).get("State")
+    return task.get("DesiredState") == "running" and (
+        state in ON_THE_WAY or (state == "starting" and not _has_healthcheck(service)))
+
+
 def _running_tasks(tasks: Iterable[Mapping[str, Any]], services: Mapping[str, Mapping[str, Any]],
-                   networks: Mapping[str, tuple[str, tuple[Network, ...]]]) -> dict[str, list[_Task]]:
+                   networks: Mapping[str, tuple[str, tuple[Network, ...]]]) -> tuple[dict[str, list[_Task]], bool]:
     """Service ID -> its tasks meant to run and running (or starting: waiting for a healthcheck,
-    answered only while no replica is healthy, by the zone's health rule)."""
+    answered only while no replica is healthy, by the zone's health rule); and whether any task
+    is settling."""
     found: dict[str, list[_Task]] = {}
+    settling = False
     for task in sorted(tasks, key=lambda t: (t.get("Slot") or 0, t.get("NodeID") or "", t.get("ID") or "")):
         state = (task.get("Status") or {}).get("State")
         service = services.get(task.get("ServiceID", ""))
-        if service is None or task.get("DesiredState") != "running" or state not in ANSWERED_TASK_STATES:
+        if service is None:
+            continue
+        settling = settling or _settling(task, service)
+        if task.get("DesiredState") != "running" or state not in ANSWERED_TASK_STATES:
             continue
         health = ANSWERED_TASK_STATES[state] or ("healthy" if _has_healthcheck(service) else None)
         addresses: dict[str, tuple[Address, ...]] = {}
@@ -127,7 +145,7 @@ def _running_tasks(tasks: Iterable[Mapping[str, Any]], services: Mapping[str, Ma
             if net is not None and found_here:
                 addresses[net[0]] = found_here
         found.setdefault(service["ID"], []).append(_Task(task.get("NodeID", ""), health, addresses))
-    return found
+    return found, settling
 
 
 def _own_names(name: str, stack: str | None, reader: LabelReader, domains: Sequence[str]) -> list[str]:
@@ -214,7 +232,7 @@ def swarm_records(services: Sequence[Mapping[str, Any]], tasks: Iterable[Mapping
     """Every service's and running task's records, and the overlay networks as views."""
     overlays = _overlay_networks(networks)
     by_id = {service["ID"]: service for service in services}
-    running = _running_tasks(tasks, by_id, overlays)
+    running, settling = _running_tasks(tasks, by_id, overlays)
     node_addresses = _node_addresses(nodes)
     records: list[ZoneRecord] = []
     problems: list[str] = []
@@ -224,7 +242,7 @@ def swarm_records(services: Sequence[Mapping[str, Any]], tasks: Iterable[Mapping
         problems += wrong
     views = {name: subnets for name, subnets in overlays.values() if subnets}
     return SwarmRecords(Fragment(tuple(records), views), tuple(problems), len(services),
-                        sum(map(len, running.values())))
+                        sum(map(len, running.values())), settling)
 
 
 def swarm_role(info: Mapping[str, Any]) -> str | None:
@@ -290,8 +308,7 @@ class SwarmFollower:
             self._wake.clear()
             try:
                 client = client or self._connect()
-                self.read(client)
-                wait = self._interval
+                wait = SETTLING_POLL_INTERVAL if self.read(client).settling else self._interval
             except (DockerException, RequestException, OSError) as exc:
                 if not self._failing:
                     self._failing = True
