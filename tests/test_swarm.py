@@ -7,6 +7,8 @@ back. Every query goes to the sidecar on loopback; overlay addresses only appear
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from sidecar.sources.labels import NameRules
 from sidecar.sources.swarm import FRAGMENT_KEY
 from sidecar.store import Store
 
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "swarm" / "stack.yml"
+# The socket proxy's switches for exactly the endpoints tests/test_least_privilege.py allows.
+PROXY_READS = {"PING", "VERSION", "INFO", "EVENTS", "CONTAINERS", "NETWORKS", "SERVICES", "TASKS", "NODES"}
 STACK, NETWORK = "sw", "sw_front"
 SUBNET = "10.213.0.0/24"
 PUBLISHED, TARGET = 8080, 80
@@ -178,3 +183,19 @@ def test_leaving_the_swarm_keeps_the_names_then_a_new_swarm_replaces_them(serve_
         swarm_engine.init_swarm()
     wait_for(lambda: "the swarm answers again" in server.log_text(), timeout=30, what="the swarm read again")
     eventually(server, "web.sw.docker", [])  # the new swarm has no such service
+
+
+def test_the_stack_example_is_a_valid_stack_with_a_read_only_proxy_of_the_sidecars_reads() -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("the docker CLI is not installed (apt-get install docker.io)")
+    rendered = subprocess.run(["docker", "stack", "config", "-c", str(EXAMPLE)], capture_output=True, text=True,
+                              timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    services = yaml.safe_load(rendered.stdout)["services"]
+    proxy, dns = services["docker-api"], services["dns"]
+    switches = {key for key, value in proxy["environment"].items() if str(value) == "1"}
+    assert switches == PROXY_READS and str(proxy["environment"]["POST"]) == "0"
+    assert all(volume["read_only"] for volume in proxy["volumes"])
+    assert proxy["deploy"]["replicas"] == 1 and proxy["deploy"]["placement"]["constraints"] == ["node.role == manager"]
+    assert dns["deploy"]["mode"] == "global" and dns["environment"]["DOCKER_HOST"] == "tcp://docker-api:2375"
+    assert {port["mode"] for port in dns["ports"]} == {"host"}
