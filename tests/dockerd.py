@@ -45,6 +45,31 @@ def busybox_tar() -> bytes:
     return data.getvalue()
 
 
+def terminate(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL when it has not ended after `timeout` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def unmount_under(root: Path) -> None:
+    """Undo every mount an engine left under `root`, deepest first."""
+    prefix = f"{root}/"
+    with open("/proc/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def die_with_parent() -> None:
     """Runs in the child before exec: dockerd gets SIGTERM when the process that started it dies
     without its teardown (a killed test run), so no engine outlives its session."""
@@ -86,22 +111,12 @@ class Dockerd:
                 self.remove_all()
         except docker.errors.DockerException as exc:  # the engine is stopped below all the same
             print(f"dockerd {self.url}: could not remove containers before stopping: {exc}")
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, timeout)
         self.proc = None
 
     def unmount(self) -> None:
         """Undo the mounts dockerd leaves under its directories (data root, network namespace)."""
-        prefix = f"{self.root}/"
-        with open("/proc/mounts") as mounts:
-            points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
-        for point in sorted(points, reverse=True):
-            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        unmount_under(self.root)
 
     def remove_all(self) -> None:
         """Remove every container and unused network (the engine is ours alone)."""
@@ -128,8 +143,7 @@ class Dockerd:
         return {**os.environ, "DOCKER_HOST": self.url}
 
     def log_tail(self, lines: int = 20) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
 
 def _why_not() -> str | None:

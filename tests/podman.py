@@ -21,7 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 from conftest import wait_for
-from dockerd import busybox_tar, die_with_parent
+from dockerd import busybox_tar, die_with_parent, log_tail, terminate, unmount_under
 
 # runc cannot raise RLIMIT_NOFILE/NPROC in this kind of VM ("error setting rlimit type 7")
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n'
@@ -89,17 +89,8 @@ class Podman:
             return
         if self.proc.poll() is None:
             self.remove_all()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 30)
         self.proc = None
-
-    def log_tail(self, lines: int = 20) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _why_not() -> str | None:
@@ -126,14 +117,6 @@ def _end_leftovers(root: Path) -> None:
             continue
 
 
-def _unmount_under(root: Path) -> None:
-    prefix = f"{root}/"
-    with open("/proc/mounts") as mounts:
-        points = [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
-    for point in sorted(points, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
-
-
 @pytest.fixture(scope="session", name="podman_engine")
 def podman_engine_fixture() -> Iterator[Podman]:
     """A session's Podman with `local/busybox` imported, in its own namespace; stopped by pid."""
@@ -149,14 +132,14 @@ def podman_engine_fixture() -> Iterator[Podman]:
         try:
             engine.start()
         except AssertionError:
-            pytest.skip(f"podman cannot start here:\n{engine.log_tail()}")
+            pytest.skip(f"podman cannot start here:\n{log_tail(engine.log)}")
         engine.import_busybox()
         yield engine
     finally:
         engine.stop()
         _end_leftovers(root)
         subprocess.run(["ip", "netns", "del", netns], check=False)
-        _unmount_under(root)
+        unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
 
 

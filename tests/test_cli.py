@@ -22,6 +22,7 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 30) -> subproc
     (["--record", "x.test. 60 IN A 999.0.0.1"], "--record: bad A data '999.0.0.1'"),
     (["--view", "front"], "--view: expected NAME=CIDR"),
     (["--host-address", "localhost"], "--host-address: "),
+    (["--host-name", "bad..name"], "--host-name: empty label"),
     (["--timeout", "0"], "--timeout: must be above zero"),
     (["--rate-limit", "-1"], "--rate-limit: must not be negative"),
     (["--allow", "10.0.0.0/33"], "--allow: "),

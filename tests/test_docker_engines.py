@@ -283,3 +283,32 @@ def test_host_name_per_view(engine, serve_on):
     eventually(flagged, "gw.dev.test", [gateway], source=FRONT_VIEW)
     assert answers(flagged, "gw.dev.test") == ["192.0.2.80"]
     assert answers(flagged, "host.docker.internal") == ["192.0.2.80"]
+
+
+
+class _RemovalUnderWay:
+    """A fake engine (the race cannot be produced on demand): it inspects the container once,
+    then answers as Podman does while the container is being removed, with an error that says it
+    is gone rather than a 404."""
+
+    def __init__(self, info: dict) -> None:
+        self.info: dict | None = info
+
+    def inspect_container(self, container: str) -> dict:
+        info, self.info = self.info, None
+        if info is None:
+            raise docker.errors.APIError("500 Server Error", explanation=f"container {container}: no such container")
+        return info
+
+
+def test_an_inspect_saying_no_such_container_removes_its_names():
+    store = Store()
+    source = DockerSource(store, NameRules(), "unix:///nonexistent.sock")
+    info = {"Id": "a" * 64, "Name": "/web", "State": {"Running": True}, "Config": {},
+            "NetworkSettings": {"Networks": {"net": {"IPAddress": "192.0.2.5", "IPPrefixLen": 24}}}}
+    engine = _RemovalUnderWay(info)
+    for action in ("start", "stop"):
+        source._on_event(engine, {"Type": "container", "Action": action, "Actor": {"ID": info["Id"]}})
+        if action == "start":
+            assert store.zone.lookup(Query("web.docker", 1)).answer
+    assert store.zone.lookup(Query("web.docker", 1)) is None
