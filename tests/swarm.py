@@ -1,5 +1,6 @@
-"""A real one-node swarm for tests: its own dockerd inside a private network namespace, made a
-manager with `docker swarm init --advertise-addr 127.0.0.1` (that namespace's loopback).
+"""Real swarms for tests: a one-node swarm (its own dockerd inside a private network namespace,
+made a manager with `docker swarm init --advertise-addr 127.0.0.1`, that namespace's loopback),
+and a two-node one (a manager and a worker, each in its namespace, joined over a veth pair).
 
 The namespace keeps everything a swarm makes (the `docker_gwbridge` bridge, the ingress and
 overlay sandboxes, the swarm's listening ports) away from the machine and from other sessions'
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from dockerd import Dockerd
+
+MANAGER_ADDRESS, WORKER_ADDRESS = "192.0.2.1", "192.0.2.2"
 
 
 class SwarmDockerd(Dockerd):
@@ -55,35 +58,68 @@ def _why_not() -> str | None:
 
 
 @contextmanager
-def one_node_swarm() -> Iterator[SwarmDockerd]:
-    """A one-node swarm with `local/busybox` imported; afterwards the swarm is left, the engine
-    stopped by its pid and the namespace deleted."""
+def _engines(count: int) -> Iterator[list[SwarmDockerd]]:
+    """`count` engines, each in a network namespace of its own with loopback up, `local/busybox`
+    imported; afterwards each leaves its swarm, is stopped by its pid, and its namespace goes."""
     reason = _why_not()
     if reason:
         raise SwarmUnavailable(reason)
-    netns = f"sidecar-swarm-{uuid.uuid4().hex[:8]}"
-    if subprocess.run(["ip", "netns", "add", netns], capture_output=True).returncode != 0:
-        raise SwarmUnavailable("cannot create a network namespace (needs root)")
-    root = Path(tempfile.mkdtemp(prefix="dns-sidecar-swarm-"))
-    engine = SwarmDockerd(root, netns)
+    engines: list[SwarmDockerd] = []
     try:
-        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
-        try:
-            engine.start()
-        except AssertionError:
-            raise SwarmUnavailable(f"dockerd cannot start in a network namespace here:\n{engine.log_tail()}") from None
-        engine.import_busybox()
-        result = engine.init_swarm(check=False)
-        if result.returncode != 0:
-            raise SwarmUnavailable(f"docker swarm init fails here: {result.stderr.strip()}")
-        yield engine
+        for _ in range(count):
+            netns = f"sidecar-swarm-{uuid.uuid4().hex[:8]}"
+            if subprocess.run(["ip", "netns", "add", netns], capture_output=True).returncode != 0:
+                raise SwarmUnavailable("cannot create a network namespace (needs root)")
+            engines.append(SwarmDockerd(Path(tempfile.mkdtemp(prefix="dns-sidecar-swarm-")), netns))
+            subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
+        for engine in engines:
+            try:
+                engine.start()
+            except AssertionError:
+                raise SwarmUnavailable(f"dockerd cannot start in a network namespace here:\n{engine.log_tail()}") \
+                    from None
+            engine.import_busybox()
+        yield engines
     finally:
-        if engine.proc is not None:
-            engine.leave_swarm()
-        engine.stop()
-        engine.unmount()
-        shutil.rmtree(root, ignore_errors=True)
-        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+        for engine in reversed(engines):  # workers first
+            if engine.proc is not None:
+                engine.leave_swarm()
+            engine.stop()
+            engine.unmount()
+            shutil.rmtree(engine.root, ignore_errors=True)
+            subprocess.run(["ip", "netns", "del", engine.netns], capture_output=True)
+
+
+def _ok(result: subprocess.CompletedProcess, what: str) -> None:
+    if result.returncode != 0:
+        raise SwarmUnavailable(f"{what} fails here: {result.stderr.strip()}")
+
+
+@contextmanager
+def one_node_swarm() -> Iterator[SwarmDockerd]:
+    """A one-node swarm advertised on its namespace's loopback."""
+    with _engines(1) as (engine,):
+        _ok(engine.init_swarm(check=False), "docker swarm init")
+        yield engine
+
+
+@contextmanager
+def two_node_swarm() -> Iterator[tuple[SwarmDockerd, SwarmDockerd]]:
+    """A manager and a worker, their namespaces joined by a veth pair with documentation addresses
+    (MANAGER_ADDRESS, WORKER_ADDRESS); the overlay's traffic stays between the two namespaces."""
+    with _engines(2) as (manager, worker):
+        link = f"swarm{uuid.uuid4().hex[:6]}"
+        subprocess.run(["ip", "link", "add", f"{link}m", "netns", manager.netns, "type", "veth", "peer", "name",
+                        f"{link}w", "netns", worker.netns], check=True)
+        for engine, device, address in ((manager, f"{link}m", MANAGER_ADDRESS), (worker, f"{link}w", WORKER_ADDRESS)):
+            subprocess.run(["ip", "netns", "exec", engine.netns, "ip", "addr", "add", f"{address}/24", "dev", device],
+                           check=True)
+            subprocess.run(["ip", "netns", "exec", engine.netns, "ip", "link", "set", device, "up"], check=True)
+        _ok(manager.cli("swarm", "init", "--advertise-addr", MANAGER_ADDRESS, check=False), "docker swarm init")
+        token = manager.cli("swarm", "join-token", "-q", "worker").stdout.strip()
+        _ok(worker.cli("swarm", "join", "--token", token, "--advertise-addr", WORKER_ADDRESS,
+                       f"{MANAGER_ADDRESS}:2377", check=False), "docker swarm join over a veth pair")
+        yield manager, worker
 
 
 @pytest.fixture(scope="session", name="swarm_engine")
