@@ -159,6 +159,18 @@ class LabelReader:
         self.problem(f"label {label}", raw, "expected true or false")
         return None
 
+    def in_domains(self, relative: Iterable[tuple[str, str]], domains: Iterable[str]) -> list[str]:
+        """Each (where, relative name) under each domain; a name that is no valid DNS name is
+        reported (saying where it came from) and skipped."""
+        names: list[str] = []
+        for where, value in relative:
+            for domain in domains:
+                try:
+                    names.append(parse_dns_name(f"{value}.{domain}", wildcard=False))
+                except ValueError as exc:
+                    self.problem(where, value, str(exc))
+        return names
+
     def ttl(self) -> int:
         raw = self.labels.get(TTL_LABEL)
         if raw is None:
@@ -218,13 +230,7 @@ def _own_names(info: Mapping[str, Any], reader: LabelReader, domains: tuple[str,
     relative: list[tuple[str, str]] = [("container name", reader.container)]
     if labels.get(COMPOSE_SERVICE) and labels.get(COMPOSE_PROJECT):
         relative.append(("compose labels", f"{labels[COMPOSE_SERVICE]}.{labels[COMPOSE_PROJECT]}"))
-    names: list[str] = []
-    for where, value in relative:
-        for domain in domains:
-            try:
-                names.append(parse_dns_name(f"{value}.{domain}", wildcard=False))
-            except ValueError as exc:
-                reader.problem(where, value, str(exc))
+    names = reader.in_domains(relative, domains)
     if config.get("Domainname") and config.get("Hostname"):
         fqdn = f"{config['Hostname']}.{config['Domainname']}"
         try:

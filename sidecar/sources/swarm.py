@@ -32,7 +32,7 @@ from requests.exceptions import RequestException
 from ..records import ZoneRecord
 from ..store import Store
 from ..zone import Fragment, Network
-from .labels import ENABLE_LABEL, LabelReader, NameRules, address_record, claimed_names, parse_dns_name
+from .labels import ENABLE_LABEL, LabelReader, NameRules, address_record, claimed_names
 from .srv import Service, srv_record
 
 log = logging.getLogger(__name__)
@@ -154,14 +154,7 @@ def _own_names(name: str, stack: str | None, reader: LabelReader, domains: Seque
     relative = [("service name", name)]
     if stack and name.startswith(stack + "_") and len(name) > len(stack) + 1:
         relative.append((f"label {STACK_LABEL}", f"{name[len(stack) + 1:]}.{stack}"))
-    names: list[str] = []
-    for where, value in relative:
-        for domain in domains:
-            try:
-                names.append(parse_dns_name(f"{value}.{domain}", wildcard=False))
-            except ValueError as exc:
-                reader.problem(where, value, str(exc))
-    return names
+    return reader.in_domains(relative, domains)
 
 
 def _published(service: Mapping[str, Any]) -> list[tuple[int, str, int, str]]:
