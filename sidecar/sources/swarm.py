@@ -164,8 +164,24 @@ def _published(service: Mapping[str, Any]) -> list[tuple[int, str, int, str]]:
              str(p.get("PublishMode") or "ingress")) for p in ports if p.get("PublishedPort") and p.get("TargetPort")]
 
 
+def _host_view(published: Sequence[tuple[int, str, int, str]], tasks: Sequence[_Task],
+               nodes: Mapping[str, Address], rules: NameRules) -> list[Address]:
+    """Where the host reaches a service: nowhere without published ports; else --host-address,
+    else every node for the routing mesh (`ingress` mode), or the nodes running a task (`host`)."""
+    if not published:
+        return []
+    if rules.host_address:
+        return [ipaddress.ip_address(a) for a in rules.host_address]
+    mesh = any(mode == "ingress" for *_, mode in published)
+    running_on = {task.node for task in tasks}
+    return sorted({address for node, address in nodes.items() if mesh or node in running_on},
+                  key=lambda address: (address.version, int(address)))
+
+
 def _service_records(service: Mapping[str, Any], tasks: Sequence[_Task], networks: Mapping[str, tuple[str, Any]],
                      nodes: Mapping[str, Address], rules: NameRules) -> tuple[list[ZoneRecord], list[str]]:
+    """One service's records (its names per overlay view and in the host view, its tasks', its
+    SRV), and what was wrong with its labels."""
     spec = service["Spec"]
     name = str(spec.get("Name") or service["ID"][:12])
     labels = spec.get("Labels") or {}
@@ -199,15 +215,8 @@ def _service_records(service: Mapping[str, Any], tasks: Sequence[_Task], network
             views.append(view)
 
     published = _published(service)
-    if published:
-        if rules.host_address:
-            outside = [ipaddress.ip_address(a) for a in rules.host_address]
-        else:
-            running_on = {task.node for task in tasks}
-            outside = [address for node, address in sorted(nodes.items(), key=lambda item: str(item[1]))
-                       if any(m == "ingress" for *_, m in published) or node in running_on]
-        for address in dict.fromkeys(outside):
-            add(names, address, None)
+    for address in _host_view(published, tasks, nodes, rules):
+        add(names, address, None)
     target = own[0] if own else None
     for port, protocol, public, _mode in published if target else ():
         for owner in names:
