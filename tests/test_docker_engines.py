@@ -85,7 +85,8 @@ def test_names_labels_aliases_and_ptr_on_each_engine(engine, serve_on):
     client.networks.create("front")
     client.networks.create("back")
     server = serve_on(eng, "--view", f"front={FRONT_VIEW}/32", "--view", f"back={BACK_VIEW}/32")
-    assert ("Podman 4" if "podman" in eng.url else "Docker 2") in server.log_text().split(" at unix://")[0]
+    started = next(line for line in server.log_text().splitlines() if "following events" in line)
+    assert f"{'Podman' if 'podman' in eng.url else 'Docker'} " in started.split(f" at {eng.url}")[0], started
     web = run(client, "web", "front", ("db", "db.dev.test"), labels={"dns-sidecar.names": "web.dev.test"})
     on_front = address(web, "front")
     eventually(server, "web.docker", [on_front])
