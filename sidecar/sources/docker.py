@@ -246,7 +246,7 @@ class DockerSource:
     def _on_event(self, client: APIClient, event: Mapping[str, Any]) -> None:
         attributes = (event.get("Actor") or {}).get("Attributes") or {}
         if event.get("Type") in SWARM_EVENT_TYPES or TASK_SERVICE_LABEL in attributes:
-            self.swarm.wake()  # tasks have no events of their own: their service's are re-read
+            self.swarm.wake()  # tasks have no events of their own: the swarm is read again
             if event.get("Type") != "container":
                 return
         container = _event_container(event)
