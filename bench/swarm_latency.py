@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             if sidecar is not None:
                 sidecar.terminate()
                 sidecar.wait(10)
+            shutil.rmtree(workdir, ignore_errors=True)
     up, down = result["task_running_to_answer_ms"], result["task_gone_to_answer_ms"]
     print(f"swarm latency over {args.rounds} rounds: task running -> answered p50 {up['p50']} ms, "
           f"max {up['max']} ms; task gone -> withdrawn p50 {down['p50']} ms, max {down['max']} ms; "
