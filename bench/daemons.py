@@ -35,14 +35,16 @@ def free_port(host: str = HOST) -> int:
     raise RuntimeError("no free port")
 
 
-def ask(port: int, name: str, timeout: float = 0.3) -> bytes | None:
-    """One A query over UDP; the raw reply, or None on timeout. Plain bytes, so the benchmark
-    measures the servers and not a client library."""
+def ask(port: int, name: str, timeout: float = 0.3, source: str | None = None) -> bytes | None:
+    """One A query over UDP (from loopback address `source` if given); the raw reply, or None on
+    timeout. Plain bytes, so the benchmark measures the servers and not a client library."""
     labels = b"".join(bytes((len(p),)) + p.encode() for p in name.rstrip(".").split("."))
     packet = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + labels + b"\x00\x00\x01\x00\x01"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(timeout)
         try:
+            if source:
+                sock.bind((source, 0))
             sock.sendto(packet, (HOST, port))
             return sock.recv(4096)
         except OSError:

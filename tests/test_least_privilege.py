@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 from dockerd import docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
+from swarm import swarm_engine_fixture  # noqa: F401 - fixture
 from test_docker import address, eventually, network, run, serve  # noqa: F401 - serve is a fixture
+from test_swarm import STACK, stack, swarm_client, task_addresses  # noqa: F401 - fixtures
 
 API = r"(/v[\d.]+)?"
 READ_ENDPOINTS = [re.compile(f"^{API}{path}(\\?.*)?$") for path in (
     r"/_ping", r"/version", r"/info", r"/events", r"/containers/json", r"/containers/[^/?]+/json",
-    r"/networks", r"/networks/[^/?]+")]
+    r"/networks", r"/networks/[^/?]+", r"/services", r"/tasks", r"/nodes")]
 
 
 def shutdown(*socks: socket.socket) -> None:
@@ -112,14 +114,23 @@ class LoggingProxy:
                 sock.close()
 
 
+def logging_proxy(engine_socket: Path) -> Iterator[LoggingProxy]:
+    directory = Path(tempfile.mkdtemp(prefix="dns-sidecar-proxy-"))  # short: unix socket paths are limited
+    proxy = LoggingProxy(engine_socket, directory)
+    yield proxy
+    proxy.close()
+    proxy.path.unlink(missing_ok=True)
+    directory.rmdir()
+
+
 @pytest.fixture
 def proxy(docker_engine) -> Iterator[LoggingProxy]:
-    directory = Path(tempfile.mkdtemp(prefix="dns-sidecar-proxy-"))  # short: unix socket paths are limited
-    logging_proxy = LoggingProxy(docker_engine.socket, directory)
-    yield logging_proxy
-    logging_proxy.close()
-    logging_proxy.path.unlink(missing_ok=True)
-    directory.rmdir()
+    yield from logging_proxy(docker_engine.socket)
+
+
+@pytest.fixture
+def swarm_proxy(swarm_engine) -> Iterator[LoggingProxy]:
+    yield from logging_proxy(swarm_engine.socket)
 
 
 def is_read(method: str, target: str, body: int) -> bool:
@@ -135,6 +146,11 @@ def test_read_endpoint_rules_tell_reads_from_writes() -> None:
     assert not is_read("GET", "/v1.41/containers/abc123/archive?path=/", 0)
     assert not is_read("DELETE", "/v1.41/containers/abc123", 0)
     assert not is_read("GET", "/v1.41/containers/json", 12)
+    assert is_read("GET", "/v1.41/tasks?filters=%7B%7D", 0)
+    assert not is_read("POST", "/v1.41/services/create", 0)
+    assert not is_read("POST", "/v1.41/services/abc/update?version=12", 0)
+    assert not is_read("GET", "/v1.41/services/abc/logs", 0)
+    assert not is_read("DELETE", "/v1.41/nodes/abc", 0)
 
 
 @pytest.mark.docker
@@ -174,3 +190,23 @@ def test_the_sidecar_only_reads_from_the_docker_api(serve, proxy, docker_engine,
     writes = [r for r in requests if not is_read(*r)]
     assert writes == [], f"the sidecar sent more than reads: {writes}"
     assert proxy.unparsed == [], proxy.unparsed
+
+
+@pytest.mark.docker
+def test_the_sidecar_only_reads_from_a_swarm_manager(sidecar, tmp_path, swarm_proxy, swarm_engine,
+                                                     swarm_client, stack) -> None:  # noqa: F811
+    empty = tmp_path / "resolv.conf"
+    empty.write_text("")
+    server = sidecar("--resolv-conf", str(empty), docker=True, env={"DOCKER_HOST": swarm_proxy.url})
+    wait_for(lambda: "swarm: " in server.log_text(), what="the swarm's first read")
+    swarm_engine.cli("service", "scale", "--detach", f"{STACK}_db=3")
+    wait_for(lambda: len(task_addresses(swarm_client, "db", "running")) == 3, timeout=30, what="db scaled up")
+    swarm_engine.cli("service", "rm", f"{STACK}_db")
+    wait_for(lambda: "swarm: 1 services" in server.log_text(), what="the removal read")
+
+    requests = list(swarm_proxy.requests)
+    assert {target.split("?")[0].split("/", 2)[-1] for _, target, _ in requests} >= {
+        "info", "events", "services", "tasks", "nodes", "networks"}, requests
+    writes = [r for r in requests if not is_read(*r)]
+    assert writes == [], f"the sidecar sent more than reads: {writes}"
+    assert swarm_proxy.unparsed == [], swarm_proxy.unparsed

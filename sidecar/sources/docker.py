@@ -3,8 +3,9 @@
 One background thread owns the engine connection. It opens the event stream first, then lists
 and inspects every running container (so nothing that happens in between is lost), then follows
 the events, re-inspecting only the container an event names: the zone rebuild costs one
-container's records, not a full re-list. Only read endpoints are used (version, list, inspect,
-events), so the socket can be mounted read-only.
+container's records, not a full re-list. Only read endpoints are used (version, info, list,
+inspect, events), so the socket can be mounted read-only. On a swarm manager the services and
+tasks are followed too (`swarm.py`), woken by this stream's service, node and task events.
 
 Podman's Docker-compatible API is followed the same way: its own event names (`died`, `remove`)
 mean what Docker's `die` and `destroy` do, and an inspect that finds no container (a 404, or a
@@ -37,6 +38,7 @@ from ..zone import Fragment, Network
 from .dockersocket import socket_problem
 from .hostnames import Address, host_name_records
 from .labels import ContainerRecords, NameRules, container_records
+from .swarm import TASK_SERVICE_LABEL, SwarmFollower, swarm_role
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 REMOVAL_EVENTS = ("destroy", "remove")
 WATCHED_EVENTS = ("start", "die", "died", "stop", "rename", "connect", "disconnect", "health_status",
                   *REMOVAL_EVENTS)
+SWARM_EVENT_TYPES = ("service", "node")  # asked for only in a swarm: Podman knows no such types
+SWARM_EVENTS = ("create", "update", "remove")
 GONE_MESSAGE = "no such container"  # how both engines word an inspect of a container being removed
 FIRST_SYNC_WAIT = 5.0  # how long startup waits for the first list before serving without it
 FIRST_BACKOFF = 0.25
@@ -123,6 +127,7 @@ class DockerSource:
         self._gateways: dict[str, tuple[Address, ...]] = {}  # network name -> its gateways seen
         self.connected = False
         self.resyncs = 0
+        self.swarm = SwarmFollower(store, rules, self._connect)
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -145,6 +150,7 @@ class DockerSource:
                 log.debug("closing the Docker event stream: %s", exc)
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.swarm.stop()
 
     # -- the thread -----------------------------------------------------------------------
 
@@ -192,8 +198,11 @@ class DockerSource:
         return APIClient(version="auto", timeout=API_TIMEOUT, **kwargs)  # asks the engine its version
 
     def _follow(self, client: APIClient) -> None:
-        stream = client.events(decode=True, filters={"type": ["container", "network"],
-                                                     "event": list(WATCHED_EVENTS)})
+        info = client.info()
+        in_swarm = swarm_role(info) is not None
+        stream = client.events(decode=True, filters={
+            "type": ["container", "network", *(SWARM_EVENT_TYPES if in_swarm else ())],
+            "event": [*WATCHED_EVENTS, *(SWARM_EVENTS if in_swarm else ())]})
         with self._stream_lock:
             if self._stopping.is_set():
                 stream.close()
@@ -204,6 +213,7 @@ class DockerSource:
         self._first_attempt.set()
         log.info("%s at %s: %d running containers named; following events", engine_name(client.version()),
                  self.base_url, count)
+        self.swarm.follow(info, self.base_url)
         for event in stream:
             if self._stopping.is_set():
                 return
@@ -238,6 +248,11 @@ class DockerSource:
         return len(fragments)
 
     def _on_event(self, client: APIClient, event: Mapping[str, Any]) -> None:
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        if event.get("Type") in SWARM_EVENT_TYPES or TASK_SERVICE_LABEL in attributes:
+            self.swarm.wake()  # tasks have no events of their own: the swarm is read again
+            if event.get("Type") != "container":
+                return
         container = _event_container(event)
         if not container:
             return
@@ -316,4 +331,4 @@ class DockerSource:
     def _networks_fragment(self) -> Fragment:
         """Every network's subnets, and the host's names answered per network at its gateway."""
         records = host_name_records(self._rules.host_names, self._rules.host_address, self._gateways)
-        return Fragment(records, dict(self._networks))
+        return Fragment(records, dict(self._networks), yields=True)

@@ -142,18 +142,21 @@ def attachments(info: Mapping[str, Any]) -> list[Attachment]:
     return found
 
 
-class _Reader:
-    """Reads one container's labels and env, collecting problems instead of raising."""
+class LabelReader:
+    """Reads the labels and env of one container (or of another `kind` of object with labels, a
+    Swarm service), collecting problems instead of raising."""
 
-    def __init__(self, container: str, labels: Mapping[str, str], env: Iterable[str], policy: NamePolicy) -> None:
+    def __init__(self, container: str, labels: Mapping[str, str], env: Iterable[str], policy: NamePolicy,
+                 kind: str = "container") -> None:
         self.container = container
+        self.kind = kind
         self.labels = labels
         self.env = dict(item.split("=", 1) for item in env if "=" in item)
         self.policy = policy
         self.problems: list[str] = []
 
     def problem(self, where: str, value: str, reason: str) -> None:
-        self.problems.append(f"container {self.container}: {where}={value!r}: {reason}; skipped")
+        self.problems.append(f"{self.kind} {self.container}: {where}={value!r}: {reason}; skipped")
 
     def claim(self, where: str, value: str, wildcard: bool = True) -> str | None:
         """The name `value` spells when it is well formed and the name policy lets this
@@ -179,6 +182,13 @@ class _Reader:
             return False
         self.problem(f"label {label}", raw, "expected true or false")
         return None
+
+    def in_domains(self, relative: Iterable[tuple[str, str]], domains: Iterable[str]) -> list[str]:
+        """Each (where, relative name) under each domain, claimed as any other name: one that is
+        no valid DNS name or that the name policy refuses is reported and skipped."""
+        claimed = (self.claim(where, f"{value}.{domain}", wildcard=False) for where, value in relative
+                   for domain in domains)
+        return [name for name in claimed if name is not None]
 
     def ttl(self) -> int:
         raw = self.labels.get(TTL_LABEL)
@@ -225,21 +235,21 @@ class _Reader:
         return found
 
 
-def _own_names(info: Mapping[str, Any], reader: _Reader, domains: tuple[str, ...]) -> list[str]:
+def _own_names(info: Mapping[str, Any], reader: LabelReader, domains: tuple[str, ...]) -> list[str]:
     """`<container>.<domain>`, `<service>.<project>.<domain>`, `<hostname>.<domainname>`."""
     config = info.get("Config") or {}
     labels = reader.labels
     relative: list[tuple[str, str]] = [("container name", reader.container)]
     if labels.get(COMPOSE_SERVICE) and labels.get(COMPOSE_PROJECT):
         relative.append(("compose labels", f"{labels[COMPOSE_SERVICE]}.{labels[COMPOSE_PROJECT]}"))
-    claims = [(where, f"{value}.{domain}") for where, value in relative for domain in domains]
+    names = reader.in_domains(relative, domains)
     if config.get("Domainname") and config.get("Hostname"):
-        claims.append(("hostname.domainname", f"{config['Hostname']}.{config['Domainname']}"))
-    claimed = (reader.claim(where, value, wildcard=False) for where, value in claims)
-    return [name for name in claimed if name is not None]
+        fqdn = reader.claim("hostname.domainname", f"{config['Hostname']}.{config['Domainname']}", wildcard=False)
+        names += [fqdn] if fqdn is not None else []
+    return names
 
 
-def _claimed_names(reader: _Reader, nets: list[Attachment]) -> list[str]:
+def claimed_names(reader: LabelReader, nets: list[Attachment]) -> list[str]:
     """Every name the container claims for itself, in every view: its labels' names, other
     tools' labels and env, and network aliases with dots. One place, so one policy can judge them."""
     names = reader.name_list(f"label {NAMES_LABEL}", reader.labels.get(NAMES_LABEL))
@@ -253,7 +263,7 @@ def _claimed_names(reader: _Reader, nets: list[Attachment]) -> list[str]:
     return names
 
 
-def _scoped_names(reader: _Reader, att: Attachment, domains: tuple[str, ...]) -> list[str]:
+def _scoped_names(reader: LabelReader, att: Attachment, domains: tuple[str, ...]) -> list[str]:
     """A network's single-label aliases, answered inside that network only: `db.` and `db.<domain>`."""
     names: list[str] = []
     for alias in att.aliases:
@@ -267,7 +277,7 @@ def _scoped_names(reader: _Reader, att: Attachment, domains: tuple[str, ...]) ->
     return names
 
 
-def _host_view(reader: _Reader, rules: NameRules, nets: list[Attachment]) -> tuple[Address, ...]:
+def _host_view(reader: LabelReader, rules: NameRules, nets: list[Attachment]) -> tuple[Address, ...]:
     """The addresses clients outside the container's networks get: the label, else
     --host-address, else the labelled network, else the first network by name. Never random."""
     labelled = reader.addresses(HOST_ADDRESS_LABEL)
@@ -284,7 +294,7 @@ def _host_view(reader: _Reader, rules: NameRules, nets: list[Attachment]) -> tup
     return nets[0].addresses if nets else ()
 
 
-def _address_record(name: str, address: Address, ttl: int, origin: str, view: str | None,
+def address_record(name: str, address: Address, ttl: int, origin: str, view: str | None,
                     health: str | None = None) -> ZoneRecord:
     """In wire form, as zonefile addresses are (see `ZoneRecord.data`), so equal records compare equal."""
     return ZoneRecord(name, QTYPE.A if address.version == 4 else QTYPE.AAAA, ttl, address.packed, origin, view,
@@ -312,7 +322,7 @@ def _srv_target(container: str, rules: NameRules) -> str | None:
         return None
 
 
-def _srv_records(info: Mapping[str, Any], reader: _Reader, rules: NameRules, naming: _Naming,
+def _srv_records(info: Mapping[str, Any], reader: LabelReader, rules: NameRules, naming: _Naming,
                  own: str | None) -> list[ZoneRecord]:
     """Per service, in each network the container's own name as target with the container port,
     and in the host view the host's name with each published port the host reaches there."""
@@ -347,7 +357,7 @@ def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRec
     """Everything one container contributes; an empty fragment when it is stopped or opted out."""
     container = (info.get("Name") or "").lstrip("/") or str(info.get("Id", "?"))[:12]
     config = info.get("Config") or {}
-    reader = _Reader(container, config.get("Labels") or {}, config.get("Env") or (), rules.policy)
+    reader = LabelReader(container, config.get("Labels") or {}, config.get("Env") or (), rules.policy)
     enabled = reader.flag(ENABLE_LABEL)
     running = bool((info.get("State") or {}).get("Running"))
     if not running or enabled is False or (rules.opt_in and enabled is not True):
@@ -355,7 +365,7 @@ def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRec
 
     nets = attachments(info)
     own = _own_names(info, reader, rules.domains)
-    naming = _Naming(names=list(dict.fromkeys(own + _claimed_names(reader, nets))),
+    naming = _Naming(names=list(dict.fromkeys(own + claimed_names(reader, nets))),
                      scoped={att.network: list(dict.fromkeys(_scoped_names(reader, att, rules.domains)))
                              for att in nets},
                      nets=nets, host=_host_view(reader, rules, nets), ttl=reader.ttl(),
@@ -363,12 +373,12 @@ def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRec
     ttl, origin, health = naming.ttl, naming.origin, naming.health
     records: list[ZoneRecord] = []
     for name in naming.names:
-        records += [_address_record(name, address, ttl, origin, None, health) for address in naming.host]
+        records += [address_record(name, address, ttl, origin, None, health) for address in naming.host]
         for att in nets:
-            records += [_address_record(name, address, ttl, origin, att.network, health) for address in att.addresses]
+            records += [address_record(name, address, ttl, origin, att.network, health) for address in att.addresses]
     for att in nets:
         for name in naming.scoped[att.network]:
-            records += [_address_record(name, address, ttl, origin, att.network, health) for address in att.addresses]
+            records += [address_record(name, address, ttl, origin, att.network, health) for address in att.addresses]
     targets = [name for name in naming.names if not name.startswith("*.")]
     for att in nets:
         for address in att.addresses:
