@@ -14,7 +14,6 @@ from inproc import container_fragment
 
 from sidecar import app, cli
 
-
 FIRST = 100_000  # their names start at c100000.docker., clear of the bench's own c0, c1, ...
 
 

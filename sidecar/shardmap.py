@@ -18,19 +18,31 @@ def _bits(size: int) -> int:
     return size.bit_length() // 2
 
 
+def empty_shards(size: int) -> list[dict]:
+    """Shards for about `size` keys, for a builder to fill (key `k` goes in shard
+    `hash(k) & (len(shards) - 1)`) and hand to `ShardMap.of_shards`."""
+    return [{} for _ in range(1 << _bits(size))]
+
+
 class ShardMap(Mapping[str, V], Generic[V]):
     __slots__ = ("_len", "_mask", "_shards")
 
     def __init__(self, items: Mapping[str, V] | None = None, bits: int | None = None) -> None:
         items = items or {}
-        bits = _bits(len(items)) if bits is None else bits
-        mask = (1 << bits) - 1
-        shards: list[dict[str, V]] = [{} for _ in range(mask + 1)]
+        shards: list[dict[str, V]] = [{} for _ in range(1 << (_bits(len(items)) if bits is None else bits))]
+        mask = len(shards) - 1
         for key, value in items.items():
             shards[hash(key) & mask][key] = value
         self._shards: tuple[dict[str, V], ...] = tuple(shards)
         self._mask = mask
         self._len = len(items)
+
+    @classmethod
+    def of_shards(cls, shards: list[dict[str, V]]) -> ShardMap[V]:
+        """A map made of shards laid out as `empty_shards` says; they must not change afterwards."""
+        made = cls.__new__(cls)
+        made._shards, made._mask, made._len = tuple(shards), len(shards) - 1, sum(map(len, shards))
+        return made
 
     def get(self, key: str, default: V | None = None) -> V | None:  # type: ignore[override]
         return self._shards[hash(key) & self._mask].get(key, default)
@@ -71,9 +83,7 @@ class ShardMap(Mapping[str, V], Generic[V]):
             shard = writable(key)
             size += key not in shard
             shard[key] = value
-        evolved = ShardMap.__new__(ShardMap)
-        evolved._shards, evolved._mask, evolved._len = tuple(shards), mask, size
         wanted = _bits(size)
         if wanted > mask.bit_length() or wanted < mask.bit_length() - 1:
             return ShardMap({key: value for shard in shards for key, value in shard.items()}, wanted)
-        return evolved
+        return ShardMap.of_shards(shards)

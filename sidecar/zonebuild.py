@@ -12,12 +12,12 @@ take the full build, as do large changes, where walking everything costs no more
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from dnslib import QTYPE
 
 from .records import ZoneRecord, is_subdomain, parent_name
-from .shardmap import ShardMap
+from .shardmap import ShardMap, empty_shards
 from .zone import EMPTY_NODE, Fragment, Network, Node, Nodes, Zone
 
 _SOA, _CNAME = QTYPE.SOA, QTYPE.CNAME
@@ -95,14 +95,15 @@ def _node(records: Iterable[ZoneRecord]) -> Node:
     return {view: {rtype: _unique(rrset) for rtype, rrset in types.items()} for view, types in grouped.items()}
 
 
-def _cname_warnings(name: str, node: Node, warnings: list[str]) -> int:
-    """Reports a CNAME beside other data at `name`; returns how many records the node holds."""
+def _count(nodes: Iterable[tuple[str, Node]], warnings: list[str]) -> int:
+    """How many records `nodes` hold; a CNAME beside other data is reported."""
     count = 0
-    for types in node.values():
-        for rrset in types.values():
-            count += len(rrset)
-        if _CNAME in types and len(types) > 1:
-            warnings.append(f"{types[_CNAME][0].origin}: {name} has a CNAME and other data; the CNAME is answered")
+    for name, node in nodes:
+        for types in node.values():
+            for rrset in types.values():
+                count += len(rrset)
+            if _CNAME in types and len(types) > 1:
+                warnings.append(f"{types[_CNAME][0].origin}: {name} has a CNAME and other data; the CNAME is answered")
     return count
 
 
@@ -133,7 +134,8 @@ class ZoneBuilder:
         self.fragments: dict[str, Fragment] = {}
         self._rank: dict[str, int] = {}  # store order: a key keeps its place when replaced
         self._next_rank = 0
-        self._sources: dict[str, Sources] = {}
+        # The delta index, made by `index` after a full build (None until then):
+        self._sources: dict[str, Sources] | None = {}
         self._children: Counter[str] = Counter()  # names in the index (nodes and non-terminals) just below
         self._network_counts: Counter[tuple[Network, str]] = Counter()
         self._by_name: dict[str, dict[str, list[ZoneRecord]]] = {}  # a fragment's admitted records by name
@@ -163,66 +165,90 @@ class ZoneBuilder:
                 or size > max(SMALL_CHANGE, self.zone.record_count // FULL_BUILD_SHARE)):
             self._store(changes)
             return self.build(generation)
+        self.index()
         return self._delta(changes, old, generation)
 
     # -- in full --------------------------------------------------------------------------
 
     def build(self, generation: int) -> tuple[Zone, list[str]]:
-        """Merge every fragment into a new zone and index it anew."""
+        """Merge every fragment into a new zone. Its delta index is left to `index`, which the
+        store calls once the zone is serving."""
         warnings: list[str] = []
         self._cuts = _Cuts(*_soas(self.fragments, warnings))
-        nodes, self._sources = self._group(warnings)
-        count = sum(_cname_warnings(name, node, warnings) for name, node in nodes.items())
-        self._children = self._add_nonterminals(nodes)
-        self._by_name = {}
+        shards, count = self._group(warnings)
+        self._sources, self._by_name = None, {}
         self._network_counts = Counter(item for fragment in self.fragments.values()
                                        for view, nets in fragment.views.items() for item in ((n, view) for n in nets))
-        self.zone = Zone(ShardMap(nodes), self._cuts.soa_by_origin, _networks(self._network_counts), count,
-                         generation)
+        self.zone = Zone(ShardMap.of_shards(shards), self._cuts.soa_by_origin, _networks(self._network_counts),
+                         count, generation)
         return self.zone, warnings
 
-    def _group(self, warnings: list[str]) -> tuple[Nodes, dict[str, Sources]]:
-        """Records by name, view and type, and the sources giving each name."""
-        cuts, rank = self._cuts, self._rank
-        nodes: Nodes = {}
-        sources: dict[str, Sources] = {}
-        shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
+    def _kept(self, warnings: list[str]) -> Iterator[tuple[str, list[ZoneRecord]]]:
+        """Each source's key and its records the zone cuts let in, in store order."""
+        cuts = self._cuts
         for key, fragment in self.fragments.items():
             foreign = cuts.foreign(key)
-            for rec in fragment.records:
+            yield key, [rec for rec in fragment.records
+                        if not ((foreign and rec.name.endswith(foreign)) or rec.rtype == _SOA)
+                        or cuts.admits(key, rec, warnings)]
+
+    def _group(self, warnings: list[str]) -> tuple[list[Nodes], int]:
+        """Records by name, view and type, in the shards of the zone's name index, with every
+        empty non-terminal (a name with no records but some below it: NODATA, not NXDOMAIN) as
+        an empty node; and how many records were kept. A CNAME beside other data is reported."""
+        shards: list[Nodes] = empty_shards(sum(len(fragment.records) for fragment in self.fragments.values()))
+        mask = len(shards) - 1
+        count = 0
+        shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
+        mixed: set[str] = set()  # names with several types in one view
+        last_parent = None  # the parent of the last new name, known to be in the index
+        for _, records in self._kept(warnings):
+            count += len(records)
+            for rec in records:
                 name = rec.name
-                if ((foreign and name.endswith(foreign)) or rec.rtype == _SOA) and not cuts.admits(key, rec, warnings):
-                    continue
+                nodes = shards[hash(name) & mask]
                 by_view = nodes.get(name)
-                if by_view is None:
+                if by_view is None or by_view is EMPTY_NODE:
                     nodes[name] = {rec.view: {rec.rtype: (rec,)}}  # most names: one record, one view
-                    sources[name] = key
+                    parent = name
+                    while by_view is None and parent != ".":  # a new name: its parents exist from now on
+                        parent = parent.partition(".")[2] or "."
+                        if parent == last_parent:  # names come in runs under one parent
+                            break
+                        nodes = shards[hash(parent) & mask]
+                        by_view = nodes.get(parent)
+                        if by_view is None:
+                            nodes[parent] = EMPTY_NODE
+                    last_parent = name.partition(".")[2]
                     continue
-                given = sources[name]
-                if given != key and (isinstance(given, str) or key not in given):
-                    sources[name] = _add_sources(given, key, rank)
                 single = (rec,)
-                first = by_view.setdefault(rec.view, {}).setdefault(rec.rtype, single)
+                types = by_view.setdefault(rec.view, {})
+                first = types.setdefault(rec.rtype, single)
                 if first is not single:
                     shared.setdefault((name, rec.view, rec.rtype), list(first)).append(rec)
+                elif len(types) > 1:
+                    mixed.add(name)
         for (name, view, rtype), records in shared.items():
-            nodes[name][view][rtype] = _unique(records)
-        return nodes, sources
+            rrset = shards[hash(name) & mask][name][view][rtype] = _unique(records)
+            count -= len(records) - len(rrset)
+        _count(((name, shards[hash(name) & mask][name]) for name in mixed), warnings)
+        return shards, count
 
-    @staticmethod
-    def _add_nonterminals(nodes: Nodes) -> Counter[str]:
-        """Put every empty non-terminal (a name with no records but some below it: NODATA, not
-        NXDOMAIN) into `nodes` as an empty node; count each name's children in the index."""
-        children: Counter[str] = Counter()
-        for name in list(nodes):
-            parent = parent_name(name)
-            while parent is not None:
-                children[parent] += 1
-                if parent in nodes:
-                    break
-                nodes[parent] = EMPTY_NODE
-                parent = parent_name(parent)
-        return children
+    def index(self) -> None:
+        """Make the delta index after a full build: the sources giving each name, and how many
+        names lie just below each name in the zone's index."""
+        if self._sources is not None:
+            return
+        sources: dict[str, Sources] = {}
+        for key, records in self._kept([]):
+            for rec in records:
+                given = sources.get(rec.name)
+                if given is None:
+                    sources[rec.name] = key
+                elif given != key and (isinstance(given, str) or key not in given):
+                    sources[rec.name] = _add_sources(given, key, self._rank)
+        self._children = Counter(name.partition(".")[2] or "." for name in self.zone.nodes if name != ".")
+        self._sources = sources
 
     # -- by delta -------------------------------------------------------------------------
 
@@ -255,7 +281,7 @@ class ZoneBuilder:
                 continue
             keys = (sources,) if isinstance(sources, str) else sources
             node = _node(rec for key in keys for rec in self._admitted(key).get(name, ()))
-            count += _cname_warnings(name, node, warnings)
+            count += _count(((name, node),), warnings)
             if not before:
                 self._gain(name, nodes, pending)
             pending[name] = node
