@@ -18,12 +18,6 @@ def _bits(size: int) -> int:
     return size.bit_length() // 2
 
 
-def empty_shards(size: int) -> list[dict]:
-    """Shards for about `size` keys, for a builder to fill (key `k` goes in shard
-    `hash(k) & (len(shards) - 1)`) and hand to `ShardMap.of_shards`."""
-    return [{} for _ in range(1 << _bits(size))]
-
-
 class ShardMap(Mapping[str, V], Generic[V]):
     __slots__ = ("_len", "_mask", "_shards")
 
@@ -39,10 +33,20 @@ class ShardMap(Mapping[str, V], Generic[V]):
 
     @classmethod
     def of_shards(cls, shards: list[dict[str, V]]) -> ShardMap[V]:
-        """A map made of shards laid out as `empty_shards` says; they must not change afterwards."""
+        """A map made of `shards`, a power of two of them, key `k` in shard `hash(k) & (len - 1)`
+        (one dict is a map of one shard); they must not change afterwards."""
         made = cls.__new__(cls)
         made._shards, made._mask, made._len = tuple(shards), len(shards) - 1, sum(map(len, shards))
         return made
+
+    def fitted(self) -> ShardMap[V]:
+        """The same keys and values in as many shards as their number suits: a map made in one
+        piece, laid out for `evolve`."""
+        if _bits(self._len) == self._mask.bit_length():
+            return self
+        if len(self._shards) == 1:
+            return ShardMap(self._shards[0])
+        return ShardMap({key: value for shard in self._shards for key, value in shard.items()})
 
     def get(self, key: str, default: V | None = None) -> V | None:  # type: ignore[override]
         return self._shards[hash(key) & self._mask].get(key, default)

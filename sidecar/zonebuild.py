@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dnslib import QTYPE
 
 from .records import ZoneRecord, is_subdomain, parent_name
-from .shardmap import ShardMap, empty_shards
+from .shardmap import ShardMap
 from .zone import EMPTY_NODE, Fragment, Network, Node, Nodes, Zone
 
 _SOA, _CNAME = QTYPE.SOA, QTYPE.CNAME
@@ -141,6 +141,7 @@ class ZoneBuilder:
         self._by_name: dict[str, dict[str, list[ZoneRecord]]] = {}  # a fragment's admitted records by name
         self._cuts = _Cuts({}, {})
         self.zone = Zone.empty()
+        self._nodes = self.zone.nodes  # the zone's name index as deltas evolve it
 
     def _store(self, changes: Mapping[str, Fragment | None]) -> None:
         for key, fragment in changes.items():
@@ -175,11 +176,11 @@ class ZoneBuilder:
         store calls once the zone is serving."""
         warnings: list[str] = []
         self._cuts = _Cuts(*_soas(self.fragments, warnings))
-        shards, count = self._group(warnings)
+        nodes, count = self._group(warnings)
         self._sources, self._by_name = None, {}
         self._network_counts = Counter(item for fragment in self.fragments.values()
                                        for view, nets in fragment.views.items() for item in ((n, view) for n in nets))
-        self.zone = Zone(ShardMap.of_shards(shards), self._cuts.soa_by_origin, _networks(self._network_counts),
+        self.zone = Zone(ShardMap.of_shards([nodes]), self._cuts.soa_by_origin, _networks(self._network_counts),
                          count, generation)
         return self.zone, warnings
 
@@ -192,12 +193,11 @@ class ZoneBuilder:
                         if not ((foreign and rec.name.endswith(foreign)) or rec.rtype == _SOA)
                         or cuts.admits(key, rec, warnings)]
 
-    def _group(self, warnings: list[str]) -> tuple[list[Nodes], int]:
-        """Records by name, view and type, in the shards of the zone's name index, with every
-        empty non-terminal (a name with no records but some below it: NODATA, not NXDOMAIN) as
-        an empty node; and how many records were kept. A CNAME beside other data is reported."""
-        shards: list[Nodes] = empty_shards(sum(len(fragment.records) for fragment in self.fragments.values()))
-        mask = len(shards) - 1
+    def _group(self, warnings: list[str]) -> tuple[Nodes, int]:
+        """Records by name, view and type, with every empty non-terminal (a name with no records
+        but some below it: NODATA, not NXDOMAIN) as an empty node; and how many records were
+        kept. A CNAME beside other data is reported."""
+        nodes: Nodes = {}
         count = 0
         shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
         mixed: set[str] = set()  # names with several types in one view
@@ -206,7 +206,6 @@ class ZoneBuilder:
             count += len(records)
             for rec in records:
                 name = rec.name
-                nodes = shards[hash(name) & mask]
                 by_view = nodes.get(name)
                 if by_view is None or by_view is EMPTY_NODE:
                     nodes[name] = {rec.view: {rec.rtype: (rec,)}}  # most names: one record, one view
@@ -215,7 +214,6 @@ class ZoneBuilder:
                         parent = parent.partition(".")[2] or "."
                         if parent == last_parent:  # names come in runs under one parent
                             break
-                        nodes = shards[hash(parent) & mask]
                         by_view = nodes.get(parent)
                         if by_view is None:
                             nodes[parent] = EMPTY_NODE
@@ -229,14 +227,15 @@ class ZoneBuilder:
                 elif len(types) > 1:
                     mixed.add(name)
         for (name, view, rtype), records in shared.items():
-            rrset = shards[hash(name) & mask][name][view][rtype] = _unique(records)
+            rrset = nodes[name][view][rtype] = _unique(records)
             count -= len(records) - len(rrset)
-        _count(((name, shards[hash(name) & mask][name]) for name in mixed), warnings)
-        return shards, count
+        _count(((name, nodes[name]) for name in mixed), warnings)
+        return nodes, count
 
     def index(self) -> None:
-        """Make the delta index after a full build: the sources giving each name, and how many
-        names lie just below each name in the zone's index."""
+        """Make the delta index after a full build: the sources giving each name, how many names
+        lie just below each name, and the name index laid out in shards (a full build makes it
+        in one piece; the node objects stay the zone's)."""
         if self._sources is not None:
             return
         sources: dict[str, Sources] = {}
@@ -248,6 +247,7 @@ class ZoneBuilder:
                 elif given != key and (isinstance(given, str) or key not in given):
                     sources[rec.name] = _add_sources(given, key, self._rank)
         self._children = Counter(name.partition(".")[2] or "." for name in self.zone.nodes if name != ".")
+        self._nodes = self.zone.nodes.fitted()
         self._sources = sources
 
     # -- by delta -------------------------------------------------------------------------
@@ -267,7 +267,7 @@ class ZoneBuilder:
                 for name in self._admitted(key, warnings):
                     self._set_sources(name, _add_sources(self._sources.get(name), key, self._rank))
                     touched.add(name)
-        nodes = self.zone.nodes
+        nodes = self._nodes
         pending: dict[str, Node | None] = {}
         count = self.zone.record_count
         for name in touched:
@@ -290,7 +290,8 @@ class ZoneBuilder:
             networks = _networks(self._network_counts)
         drop = [name for name, node in pending.items() if node is None]
         put = {name: node for name, node in pending.items() if node is not None}
-        self.zone = Zone(nodes.evolve(put, drop), self._cuts.soa_by_origin, networks, count, generation)
+        self._nodes = nodes.evolve(put, drop)
+        self.zone = Zone(self._nodes, self._cuts.soa_by_origin, networks, count, generation)
         return self.zone, warnings
 
     def _set_sources(self, name: str, sources: Sources | None) -> None:

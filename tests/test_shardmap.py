@@ -36,3 +36,11 @@ def test_evolving_gives_what_a_dict_would(start, steps) -> None:
         current = current.evolve(put, drop)
         assert dict(current) == expected and len(current) == len(expected)
         assert all(current.get(key) == value and key in current for key, value in expected.items())
+
+
+def test_a_map_made_in_one_piece_is_fitted_into_shards_with_the_same_values() -> None:
+    items = {f"h{i}.big.test.": object() for i in range(5_000)}
+    whole = ShardMap.of_shards([dict(items)])
+    fitted = whole.fitted()
+    assert len(fitted._shards) > 1 and fitted.fitted() is fitted
+    assert all(fitted[key] is value for key, value in items.items()) and len(fitted) == len(items)
