@@ -95,7 +95,6 @@ class Store:
         with collector_paused():
             zone, warnings = self._builder.change(changes, self.zone.generation + 1, full)
             self.zone = zone
-            self._builder.index()  # after a full build: answers first, then what the next delta needs
         for warning in warnings:
             if warning not in self._reported:  # a conflict is logged once, not on every rebuild
                 self._reported.add(warning)

@@ -134,7 +134,7 @@ class ZoneBuilder:
         self.fragments: dict[str, Fragment] = {}
         self._rank: dict[str, int] = {}  # store order: a key keeps its place when replaced
         self._next_rank = 0
-        # The delta index, made by `index` after a full build (None until then):
+        # The delta index, made when a delta first needs it after a full build (None until then):
         self._sources: dict[str, Sources] | None = {}
         self._children: Counter[str] = Counter()  # names in the index (nodes and non-terminals) just below
         self._network_counts: Counter[tuple[Network, str]] = Counter()
@@ -166,14 +166,14 @@ class ZoneBuilder:
                 or size > max(SMALL_CHANGE, self.zone.record_count // FULL_BUILD_SHARE)):
             self._store(changes)
             return self.build(generation)
-        self.index()
+        self._index_for_deltas()
         return self._delta(changes, old, generation)
 
     # -- in full --------------------------------------------------------------------------
 
     def build(self, generation: int) -> tuple[Zone, list[str]]:
-        """Merge every fragment into a new zone. Its delta index is left to `index`, which the
-        store calls once the zone is serving."""
+        """Merge every fragment into a new zone. Its delta index is left to `_index_for_deltas`, made when
+        a delta first needs it: a zonefile reload followed by another pays for none."""
         warnings: list[str] = []
         self._cuts = _Cuts(*_soas(self.fragments, warnings))
         nodes, count = self._group(warnings)
@@ -232,10 +232,10 @@ class ZoneBuilder:
         _count(((name, nodes[name]) for name in mixed), warnings)
         return nodes, count
 
-    def index(self) -> None:
-        """Make the delta index after a full build: the sources giving each name, how many names
-        lie just below each name, and the name index laid out in shards (a full build makes it
-        in one piece; the node objects stay the zone's)."""
+    def _index_for_deltas(self) -> None:
+        """Make the delta index, if the last full build left it to be made: the sources giving
+        each name, how many names lie just below each name, and the name index laid out in
+        shards (a full build makes it in one piece; the node objects stay the zone's)."""
         if self._sources is not None:
             return
         sources: dict[str, Sources] = {}
