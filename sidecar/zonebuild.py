@@ -3,8 +3,8 @@
 A full build walks every record. A delta (one container's start or stop) recomputes only the
 names whose contributing sources changed and hands back a zone that shares everything else with
 the last one: the same node objects, the same name-index shards (`ShardMap`), the same SOA table.
-Both give the same zone; the delta path keeps, on the writer's side only, which sources give
-records at each name and how many names lie just below each name (for empty non-terminals).
+Both give the same zone; for deltas the builder keeps, on the writer's side only, which sources
+give records at each name and how many names lie just below each name (for empty non-terminals).
 
 Changes that touch an SOA (a zonefile that owns a zone) move the zone cuts for everyone, so they
 take the full build, as do large changes, where walking everything costs no more."""
@@ -172,8 +172,8 @@ class ZoneBuilder:
     # -- in full --------------------------------------------------------------------------
 
     def build(self, generation: int) -> tuple[Zone, list[str]]:
-        """Merge every fragment into a new zone. Its delta index is left to `_index_for_deltas`, made when
-        a delta first needs it: a zonefile reload followed by another pays for none."""
+        """Merge every fragment into a new zone. The delta index is left to `_index_for_deltas`,
+        made when a delta first needs it: a zonefile reload followed by another pays for none."""
         warnings: list[str] = []
         self._cuts = _Cuts(*_soas(self.fragments, warnings))
         nodes, count = self._group(warnings)
