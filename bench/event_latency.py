@@ -1,4 +1,4 @@
-"""How fast a container becomes a name: `python3 bench/event_latency.py [--containers N] [--json]`.
+"""How fast a container becomes a name: `python3 bench/event_latency.py [--containers N] [--preload M] [--json]`.
 
 Starts its own dockerd (as the tests do: own directory and socket, firewall untouched, stopped by
 pid) and a dns-sidecar watching it, then starts N containers one at a time and asks the sidecar,
@@ -7,6 +7,9 @@ over loopback, for each new name until it answers. Two figures per container:
 - from the engine's `start` event (its timestamp, same clock) to the first answer: the sidecar's
   own cost (event delivery, one inspect, one zone rebuild); the goal is under 100 ms;
 - from the `docker start` call to the first answer: what a user waiting on the name sees.
+
+With `--preload M`, the sidecar already holds M other containers' records (`bench/preloaded.py`),
+so the figures are those of a host with M + N containers.
 
 Prints one line; `--json` prints a JSON object as the last line, `--out FILE` also writes it.
 Needs root, dockerd and busybox (Debian: docker.io, busybox-static); installs nothing."""
@@ -60,11 +63,12 @@ class StartEvents:
         self._client.close()
 
 
-def start_sidecar(engine: Dockerd, workdir: Path) -> tuple[subprocess.Popen, int]:
+def start_sidecar(engine: Dockerd, workdir: Path, preload: int = 0) -> tuple[subprocess.Popen, int]:
     port = free_port()
     resolv = workdir / "resolv.conf"
     resolv.write_text("")  # no upstream: names that are not ours fail at once, nothing leaves loopback
-    argv = [sys.executable, "-m", "sidecar", "serve", "--listen", f"{HOST}:{port}", "--resolv-conf", str(resolv),
+    command = [str(HERE / "preloaded.py"), str(preload)] if preload else ["-m", "sidecar", "serve"]
+    argv = [sys.executable, *command, "--listen", f"{HOST}:{port}", "--resolv-conf", str(resolv),
             "--record", "probe.bench.test. 60 IN A 192.0.2.1", "--log-level", "warning"]
     with (workdir / "sidecar.log").open("ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
@@ -115,6 +119,7 @@ def measure(engine: Dockerd, port: int, count: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--containers", type=int, help="containers started, one at a time (default 50)")
+    parser.add_argument("--preload", type=int, default=0, help="other containers' records the sidecar holds")
     parser.add_argument("--quick", action="store_true", help="10 containers")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
@@ -127,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         engine.start()
         engine.import_busybox()
-        sidecar, port = start_sidecar(engine, workdir)
-        result = measure(engine, port, count)
+        sidecar, port = start_sidecar(engine, workdir, args.preload)
+        result = {**measure(engine, port, count), "preloaded": args.preload}
     finally:
         if sidecar is not None:
             sidecar.terminate()
@@ -137,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         engine.unmount()
         shutil.rmtree(workdir, ignore_errors=True)
     ev, call = result["event_to_answer_ms"], result["start_call_to_answer_ms"]
-    print(f"event latency over {count} containers: start event -> answer p50 {ev['p50']} ms, p99 {ev['p99']} ms; "
+    print(f"event latency over {count} containers beside {args.preload} preloaded: "
+          f"start event -> answer p50 {ev['p50']} ms, p99 {ev['p99']} ms; "
           f"docker start call -> answer p50 {call['p50']} ms, p99 {call['p99']} ms; failures {result['failures']}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -2,7 +2,9 @@
 
 `memory N`: a running `Sidecar` (listeners, watcher, caches) holding the records of N containers,
 pushed through the Store API the way the Docker source does (one fragment per container, one
-resync); reports resident memory before and after.
+resync); reports resident memory before and after. Then every container is stopped and started
+again, one event at a time as the Docker source applies them: what each zone change costs
+(p50/p99) and the memory after all of them.
 `zone-build FILE`: how long parsing a zonefile and `Zone.build` take, the work done at swap time
 off the event loop."""
 
@@ -12,6 +14,7 @@ import argparse
 import gc
 import ipaddress
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,7 +29,7 @@ from sidecar.config import Config
 from sidecar.endpoint import Endpoint
 from sidecar.records import ZoneRecord
 from sidecar.sources.files import parse_file
-from sidecar.store import collector_paused
+from sidecar.store import Store, collector_paused
 from sidecar.zone import Fragment, Zone
 
 NETWORKS = 50
@@ -69,10 +72,33 @@ async def memory(containers: int, upstream_port: int) -> dict:
                                replace_prefix="docker:")
         build_s = time.perf_counter() - started
         gc.collect()
+        loaded = rss_mb()
+        changes = restart_each(sidecar.store, containers)
+        gc.collect()
         return {"containers": containers, "records": len(sidecar.store.zone.records),
-                "rss_before_mb": round(before, 1), "rss_mb": round(rss_mb(), 1), "build_s": round(build_s, 3)}
+                "rss_before_mb": round(before, 1), "rss_mb": round(loaded, 1), "build_s": round(build_s, 3),
+                "event_ms": percentiles_ms(changes), "rss_after_events_mb": round(rss_mb(), 1)}
     finally:
         await sidecar.stop()
+
+
+def restart_each(store: Store, containers: int) -> list[float]:
+    """Stop and start every container in turn (two zone changes each); the seconds each took."""
+    took = []
+    for i in range(containers):
+        key, fragment = f"docker:c{i}", container_fragment(i)
+        started = time.perf_counter()
+        store.remove(key)
+        stopped = time.perf_counter()
+        store.put_many({key: fragment})
+        took += [stopped - started, time.perf_counter() - stopped]
+    return took
+
+
+def percentiles_ms(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    return {"p50": round(statistics.median(ordered) * 1000, 3),
+            "p99": round(ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000, 3)}
 
 
 def zone_build(path: Path) -> dict:

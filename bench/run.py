@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, help="length of each fixed-rate latency run")
     parser.add_argument("--latency-rounds", type=int, help="alternating latency runs per server (median kept)")
     parser.add_argument("--records", type=int, help="names in the zonefile swapped in under load")
-    parser.add_argument("--containers", type=int, help="containers' records held for the memory row")
+    parser.add_argument("--containers", type=int, help="containers' records held for the memory and event rows")
     parser.add_argument("--idle-seconds", type=float, help="how long idle CPU is measured")
     parser.add_argument("--swap-seconds", type=float, help="longest wait for each zonefile load")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -111,11 +111,12 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def event_latency(quick: bool) -> dict | None:
-    """The Docker source's own benchmark, when it is there: it prints one JSON object last."""
+def event_latency(quick: bool, preload: int) -> dict | None:
+    """The Docker source's own benchmark, when it is there, with the sidecar already holding
+    `preload` other containers' records: it prints one JSON object last."""
     if not EVENT_LATENCY.exists():
         return None
-    argv = [sys.executable, str(EVENT_LATENCY), "--json", *(["--quick"] if quick else [])]
+    argv = [sys.executable, str(EVENT_LATENCY), "--json", "--preload", str(preload), *(["--quick"] if quick else [])]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if result.returncode != 0:
         return {"error": (result.stderr or result.stdout).strip().splitlines()[-1:]}
@@ -151,7 +152,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
     return {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
             "workloads": workloads, "idle_cpu": idle, "zone_swap": swap, "zone_build": probes.zone_build(big),
             "memory": probes.memory(args.containers, free_port()),
-            "event_latency": None if args.no_events else event_latency(args.quick)}
+            "event_latency": None if args.no_events else event_latency(args.quick, args.containers)}
 
 
 def table(results: dict) -> str:
@@ -199,7 +200,7 @@ def _event_summary(event: dict) -> str:
     if not latency:
         return f"not measured: {event.get('error') or event}"
     return (f"p50 {latency['p50']} ms / p99 {latency['p99']} ms over {event['containers']} containers"
-            f" ({event.get('failures', 0)} failed)")
+            f" beside {event.get('preloaded', 0):,} other containers ({event.get('failures', 0)} failed)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """Holds each source's latest fragment and the current `Zone`.
 
-A change builds a whole new zone aside and replaces the pointer in one assignment, so readers
-(the event loop) never see a half-built zone and need no lock. Writers (the zonefile watcher and
-the Docker thread) are serialized by a lock so two rebuilds cannot interleave.
+A change makes a new zone aside and replaces the pointer in one assignment, so readers (the
+event loop) never see a half-built zone and need no lock. Writers (the zonefile watcher and the
+Docker thread) are serialized by a lock so two changes cannot interleave. A change of a few
+sources (a container event) makes the new zone by delta, sharing the rest with the old one
+(`zonebuild`); a zonefile reload or a resync builds it in full.
 
 A big zone is hundreds of thousands of objects. The cyclic garbage collector is kept out of the
 way while one is built, and the result is frozen (`gc.freeze`) once swapped in; otherwise every
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .zone import Fragment, Zone
+from .zonebuild import ZoneBuilder
 
 log = logging.getLogger(__name__)
 
@@ -57,41 +60,40 @@ collector_paused = _CollectorPause()
 
 class Store:
     def __init__(self) -> None:
-        self._fragments: dict[str, Fragment] = {}
+        self._builder = ZoneBuilder()
         self._lock = threading.Lock()
         self._reported: set[str] = set()
-        self.zone: Zone = Zone.empty()
+        self.zone: Zone = self._builder.zone
         self.loaded: set[str] = set()
 
     def put(self, source: str, fragment: Fragment) -> Zone:
-        """Replace one source's fragment and swap in the rebuilt zone."""
+        """Replace one source's fragment and swap in the new zone."""
         with self._lock:
-            self._fragments[source] = fragment
             self.loaded.add(source)
-            return self._rebuild()
+            return self._change({source: fragment})
 
     def put_many(self, fragments: dict[str, Fragment], replace_prefix: str | None = None) -> Zone:
-        """Replace several fragments in one rebuild; with `replace_prefix`, fragments of sources
-        under that prefix that are not given are removed (a full resync)."""
+        """Replace several fragments in one swap; with `replace_prefix`, fragments of sources
+        under that prefix that are not given are removed (a full resync, built in full)."""
         with self._lock:
+            changes: dict[str, Fragment | None] = {}
             if replace_prefix is not None:
-                for key in [k for k in self._fragments if k.startswith(replace_prefix) and k not in fragments]:
-                    del self._fragments[key]
-            self._fragments.update(fragments)
+                changes = {key: None for key in self._builder.fragments
+                           if key.startswith(replace_prefix) and key not in fragments}
+            changes.update(fragments)
             self.loaded.update(fragments)
-            return self._rebuild()
+            return self._change(changes, full=replace_prefix is not None)
 
     def remove(self, source: str) -> Zone:
         with self._lock:
-            self._fragments.pop(source, None)
-            return self._rebuild()
+            return self._change({source: None})
 
     def fragment(self, source: str) -> Fragment | None:
-        return self._fragments.get(source)
+        return self._builder.fragments.get(source)
 
-    def _rebuild(self) -> Zone:
+    def _change(self, changes: dict[str, Fragment | None], full: bool = False) -> Zone:
         with collector_paused():
-            zone, warnings = Zone.build(self._fragments, self.zone.generation + 1)
+            zone, warnings = self._builder.change(changes, self.zone.generation + 1, full)
             self.zone = zone
         for warning in warnings:
             if warning not in self._reported:  # a conflict is logged once, not on every rebuild

@@ -1,172 +1,80 @@
-"""The immutable in-memory zone: built once from every source's records, then only read.
+"""The immutable in-memory zone: made by `zonebuild` from every source's records, then only read.
 
 All the indexing work (owned origins, empty non-terminals, wildcard owners, view networks) is
-done in `Zone.build`, so a lookup is a handful of dict hits. A lookup returns the same values a
-plug-in resolver does: an `Answer`, a `Forward` (a CNAME left our data), or `None` (not ours)."""
+done when the zone is made, so a lookup is a handful of dict hits. A lookup returns the same
+values a plug-in resolver does: an `Answer`, a `Forward` (a CNAME left our data), or `None`
+(not ours)."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from dnslib import QTYPE, RCODE, RR
 
 from .outcome import Answer, Forward, Outcome, Query
-from .records import ZoneRecord, is_subdomain, normalize_name, parent_name
+from .records import ZoneRecord, normalize_name, parent_name
+from .shardmap import ShardMap
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 RRsets = dict[int, tuple[ZoneRecord, ...]]
-Nodes = dict[str, dict[str | None, RRsets]]
+Node = Mapping[str | None, RRsets]  # one name's records by view (None: everyone else)
+Nodes = dict[str, Node]
+EMPTY_NODE: Node = MappingProxyType({})  # an empty non-terminal: names below it, none of its own
 MAX_CNAME_CHAIN = 16
 _GLUE_TYPES = {QTYPE.MX: "label", QTYPE.SRV: "target", QTYPE.NS: "label"}
-_SOA, _CNAME = QTYPE.SOA, QTYPE.CNAME  # dnslib's QTYPE attributes are looked up in Python code
-WITHHELD_HEALTH = frozenset({"unhealthy", "starting"})
+NO_RECORDS: Mapping[str, tuple[ZoneRecord, ...]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
 class Fragment:
-    """What one source contributes: its records, and the view networks it knows about.
-    `yields` marks what a container claimed: at a name the operator's data (flags, files) holds,
-    its records are dropped rather than merged."""
+    """What one source contributes: its records, and the view networks it knows about. A
+    yielding source (containers, Swarm) gives way at every name an operator's source (zonefile,
+    hosts file, --record) has records at: the two never merge."""
 
     records: tuple[ZoneRecord, ...] = ()
     views: Mapping[str, tuple[Network, ...]] = field(default_factory=dict)
     yields: bool = False
 
 
-def _unique(records: list[ZoneRecord]) -> tuple[ZoneRecord, ...]:
-    """One RRset without repeats (two sources giving the same address), compared on the wire."""
-    seen: set[bytes] = set()
-    unique = []
-    for rec in records:
-        wire = rec.wire
-        if wire not in seen:
-            seen.add(wire)
-            unique.append(rec)
-    return tuple(unique)
+class ZoneRecords:
+    """Every record of a zone, by name, read from its nodes on demand (nothing is copied), with
+    the replicas withheld for their health (they are listed, not answered)."""
 
+    __slots__ = ("_count", "_nodes", "_withheld")
 
-def _soas(fragments: Mapping[str, Fragment], warnings: list[str]) -> tuple[dict[str, ZoneRecord], dict[str, str]]:
-    """Each zone origin's SOA and the source owning it: the first source to give one."""
-    soa_by_origin: dict[str, ZoneRecord] = {}
-    soa_owner: dict[str, str] = {}
-    for key, fragment in fragments.items():
-        for rec in fragment.records:
-            if rec.rtype == _SOA:
-                if rec.name in soa_owner and soa_owner[rec.name] != key:
-                    warnings.append(f"{rec.origin}: zone {rec.name} already owned by "
-                                    f"{soa_by_origin[rec.name].origin}; SOA ignored")
-                    continue
-                soa_owner[rec.name] = key
-                soa_by_origin[rec.name] = rec
-    return soa_by_origin, soa_owner
+    def __init__(self, nodes: Mapping[str, Node], count: int, withheld: Mapping[str, tuple[ZoneRecord, ...]]) -> None:
+        self._nodes, self._count, self._withheld = nodes, count, withheld
 
+    def __len__(self) -> int:
+        return self._count + sum(map(len, self._withheld.values()))
 
-def _group(fragments: Mapping[str, Fragment], soa_by_origin: Mapping[str, ZoneRecord],
-           soa_owner: Mapping[str, str], warnings: list[str], doubtful: set[tuple[str, str | None, int]]) -> Nodes:
-    """Records by name, view and type; those a source puts inside a zone another owns dropped,
-    and those a yielding source puts at a name the others hold. The RRsets holding a record whose
-    healthcheck is failing or pending are added to `doubtful`."""
-    owned = sorted(soa_owner, key=len, reverse=True)
-    nodes: Nodes = {}
-    shared: dict[tuple[str, str | None, int], list[ZoneRecord]] = {}  # RRsets of several records
-    held: set[str] | None = None  # the names the others hold, taken when the yielding turn comes
-    for key, fragment in sorted(fragments.items(), key=lambda item: item[1].yields):
-        # Any name inside another source's zone ends with that zone's origin; the converse does
-        # not hold (x.a.test ends with a.test too), so a match only calls for the exact check.
-        foreign = tuple(origin for origin, owner in soa_owner.items() if owner != key)
-        if fragment.yields and held is None:
-            held = set(nodes)
-        for rec in fragment.records:
-            name = rec.name
-            if foreign and name.endswith(foreign) and (zone := _closest(name, owned)) and soa_owner[zone] != key:
-                warnings.append(f"{rec.origin}: {name} is inside zone {zone} owned by "
-                                f"{soa_by_origin[zone].origin}; the zonefile wins")
-                continue
-            if held is not None and name in held:
-                warnings.append(f"{rec.origin}: {name} is held by {_first_origin(nodes[name])}; "
-                                "the operator's records win")
-                continue
-            if rec.rtype == _SOA and soa_by_origin.get(name) is not rec:
-                continue
-            if rec.health in WITHHELD_HEALTH:
-                doubtful.add((name, rec.view, rec.rtype))
-            by_view = nodes.get(name)
-            if by_view is None:
-                nodes[name] = {rec.view: {rec.rtype: (rec,)}}  # most names: one record, one view
-                continue
-            single = (rec,)
-            first = by_view.setdefault(rec.view, {}).setdefault(rec.rtype, single)
-            if first is not single:
-                shared.setdefault((name, rec.view, rec.rtype), list(first)).append(rec)
-    for (name, view, rtype), records in shared.items():
-        nodes[name][view][rtype] = _unique(records)
-    return nodes
-
-
-def _withhold_unhealthy(nodes: Nodes, doubtful: set[tuple[str, str | None, int]], warnings: list[str]) -> None:
-    """Leave replicas that are unhealthy or still starting out of their RRset while another is
-    healthy or unchecked; when none is, answer them all (a name that vanishes breaks more than a
-    slow one) and say so."""
-    for name, view, rtype in doubtful:
-        rrset = nodes[name][view][rtype]
-        kept = tuple(rec for rec in rrset if rec.health not in WITHHELD_HEALTH)
-        if kept:
-            nodes[name][view][rtype] = kept
-        elif (warning := f"{name}: no replica is healthy; all are answered") not in warnings:
-            warnings.append(warning)
-
-
-def _first_origin(node: Mapping[str | None, RRsets]) -> str:
-    """Where the first record at a name came from, to say who holds it."""
-    rrsets = next(iter(node.values()))
-    return next(iter(rrsets.values()))[0].origin
-
-
-def _closest(name: str, origins: Sequence[str]) -> str | None:
-    """The first of `origins` (longest first) that `name` lies in."""
-    return next((origin for origin in origins if is_subdomain(name, origin)), None)
-
-
-def _kept(nodes: Nodes, warnings: list[str]) -> list[ZoneRecord]:
-    """Every record kept, in node order; a CNAME beside other data is reported."""
-    kept: list[ZoneRecord] = []
-    for name, by_view in nodes.items():
-        for types in by_view.values():
-            for rrset in types.values():
-                kept.extend(rrset)
-            if _CNAME in types and len(types) > 1:
-                warnings.append(f"{types[_CNAME][0].origin}: {name} has a CNAME and other "
-                                "data; the CNAME is answered")
-    return kept
-
-
-def _empty_nonterminals(nodes: Mapping[str, object]) -> frozenset[str]:
-    """Names with no records of their own but some below them (NODATA, not NXDOMAIN)."""
-    ents: set[str] = set()
-    for name in nodes:
-        parent = parent_name(name)
-        while parent is not None and parent not in nodes and parent not in ents:
-            ents.add(parent)
-            parent = parent_name(parent)
-    return frozenset(ents)
+    def __iter__(self) -> Iterator[ZoneRecord]:
+        nodes = self._nodes
+        for name in sorted(nodes):
+            for types in nodes[name].values():
+                for rrset in types.values():
+                    yield from rrset
+            yield from self._withheld.get(name, ())
 
 
 @dataclass(frozen=True, slots=True)
 class Zone:
-    """A snapshot. `nodes` maps a name to its records per view (None = everyone else)."""
+    """A snapshot. `nodes` maps a name to its records per view (None = everyone else); an empty
+    non-terminal maps to an empty node."""
 
-    nodes: Mapping[str, Mapping[str | None, RRsets]]
-    empty_nonterminals: frozenset[str]
+    nodes: ShardMap[Node]
     soa_by_origin: Mapping[str, ZoneRecord]
     view_networks: tuple[tuple[Network, str], ...]
-    records: tuple[ZoneRecord, ...]
+    record_count: int
     generation: int = 0
+    withheld: Mapping[str, tuple[ZoneRecord, ...]] = field(default_factory=lambda: NO_RECORDS)  # left out for health
 
     @classmethod
     def empty(cls) -> Zone:
-        return cls({}, frozenset(), {}, (), (), 0)
+        return cls(ShardMap(), {}, (), 0, 0)
 
     @classmethod
     def build(cls, fragments: Mapping[str, Fragment], generation: int = 0) -> tuple[Zone, list[str]]:
@@ -175,17 +83,13 @@ class Zone:
         A zonefile with an SOA owns its origin: records other sources put under it are dropped
         (the zonefile wins). Identical records from two sources are kept once; different
         addresses for one name from several sources are all kept (round-robin)."""
-        warnings: list[str] = []
-        soa_by_origin, soa_owner = _soas(fragments, warnings)
-        doubtful: set[tuple[str, str | None, int]] = set()
-        nodes = _group(fragments, soa_by_origin, soa_owner, warnings, doubtful)
-        kept = _kept(nodes, warnings)  # every record, withheld or not, for /records
-        _withhold_unhealthy(nodes, doubtful, warnings)
-        networks = list({(net, view) for frag in fragments.values() for view, nets in frag.views.items()
-                         for net in nets})
-        networks.sort(key=lambda item: (-item[0].prefixlen, item[1]))  # most specific first, then by name
-        return cls(nodes, _empty_nonterminals(nodes), soa_by_origin, tuple(networks), tuple(kept),
-                   generation), warnings
+        from .zonebuild import ZoneBuilder  # it builds Zones: imported here, not at the top
+
+        return ZoneBuilder().change(fragments, generation, full=True)
+
+    @property
+    def records(self) -> ZoneRecords:
+        return ZoneRecords(self.nodes, self.record_count, self.withheld)
 
     # -- questions about the zone ---------------------------------------------------------
 
@@ -220,11 +124,11 @@ class Zone:
 
     def _rrsets(self, name: str) -> Mapping[str | None, RRsets] | None:
         node = self.nodes.get(name)
-        if node is not None or name in self.empty_nonterminals:
-            return node if node is not None else {}
+        if node is not None:
+            return node
         # RFC 4592: the closest encloser's wildcard stands in for a name that does not exist.
         encloser = parent_name(name)
-        while encloser is not None and encloser not in self.nodes and encloser not in self.empty_nonterminals:
+        while encloser is not None and encloser not in self.nodes:
             encloser = parent_name(encloser)
         if encloser is None:
             return None
