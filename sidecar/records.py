@@ -9,6 +9,10 @@ import dns.name
 import dns.rdata
 from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RD, RR, SOA, SRV, A, DNSBuffer, DNSLabel
 
+from . import rdtypes
+
+rdtypes.register()
+
 _ADDRESS_RDATA: dict[int, type[RD]] = {QTYPE.A: A, QTYPE.AAAA: AAAA}
 # The types whose fields the zone reads (CNAME targets, glue, the SOA's minimum): dnslib's own
 # classes, read from the wire form. Every other type is served as its wire bytes.
@@ -56,7 +60,7 @@ def wire_label(name: DNSLabel | str) -> DNSLabel | str:
     `\\195\\169`) read into the label bytes they stand for."""
     if not isinstance(name, str) or "\\" not in name:
         return name
-    return DNSLabel(list(dns.name.from_text(name.encode("ascii")).labels))
+    return DNSLabel(list(dns.name.from_text(name.encode("ascii")).labels[:-1]))  # the root is implied
 
 
 def parent_name(name: str) -> str | None:

@@ -17,7 +17,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.exception
 import dns.name
@@ -134,8 +134,8 @@ def _logical_records(text: str, where: str) -> Iterator[tuple[int, list[str], bo
         if depth == 0 and pending:
             yield start, pending, blank_owner
             pending = []
-    if depth:
-        raise ZoneSyntaxError(where, start, "'(' never closed")
+    if depth:  # found at the end of the file, where BIND reports it
+        raise ZoneSyntaxError(where, text.count("\n") + 1, f"'(' opened on line {start} never closed")
 
 
 def _escaped_bytes(text: str) -> str:
@@ -219,10 +219,12 @@ def _type_code(token: str) -> int | None:
 
 @dataclass(slots=True)
 class _RRset:
-    """What a file gave so far for one (name, type): the first TTL and the rdata seen."""
+    """What a file gave so far for one (name, type): its TTL, the rdata seen, and the run of
+    lines with one owner it was last given in."""
 
     ttl: int
     wires: set[bytes] | bytes
+    run: int
 
 
 class _MasterFile:
@@ -237,6 +239,8 @@ class _MasterFile:
         self.ttl_default: int | None = None
         self.last_ttl = default_ttl
         self.owner: str | None = None
+        self.run, self.run_owner = 0, ""  # BIND's loader commits records at each change of owner
+        self.retimed: set[tuple[str, int]] = set()  # RRsets a later run gave another TTL
         self.apex: str | None = None  # the SOA's owner, once seen
         self.records: list[ZoneRecord] = []
         self.rrsets: dict[tuple[str, int], _RRset] = {}
@@ -319,7 +323,7 @@ class _MasterFile:
             elif self.last_ttl is not None:
                 ttl = self.last_ttl
             elif rdtype == _SOA:
-                ttl = int.from_bytes(wire[-4:])
+                ttl = self.ttl_default = int.from_bytes(wire[-4:])
                 self.warnings.append(f"{where}:{lineno}: no TTL specified; using SOA MINTTL instead")
             else:
                 raise ZoneSyntaxError(where, lineno, "no TTL specified; zone rejected")
@@ -337,17 +341,21 @@ class _MasterFile:
         elif self.apex is not None and not _inside(name, self.apex):
             self.warnings.append(f"{where}:{lineno}: ignoring out-of-zone data ({name})")
             return
+        if name != self.run_owner:
+            self.run, self.run_owner = self.run + 1, name
         ttl = self._one_rrset(name, rdtype, ttl, wire, where, lineno)
         if ttl is not None:
             self.records.append(ZoneRecord(name, rdtype, ttl, wire, f"{where}:{lineno}", self.view))
 
     def _one_rrset(self, name: str, rdtype: int, ttl: int, wire: bytes, where: str, lineno: int) -> int | None:
-        """The TTL the record is kept with (its RRset's first), or None for a repeat; raises for
-        what BIND refuses: more than one record of a singleton type, a CNAME beside other data."""
-        key = (name, rdtype if rdtype != _RRSIG else -int.from_bytes(wire[:2]))  # RRSIGs: by covered type
+        """The TTL the record is kept with, or None for a repeat; raises for what BIND refuses:
+        more than one record of a singleton type, a CNAME beside other data. As BIND loads, the
+        first TTL of a run of lines with one owner holds for the RRset (a different one is
+        warned about), and a later run's replaces it for the whole RRset."""
+        key = _rrset_key(name, rdtype, wire)
         rrset = self.rrsets.get(key)
         if rrset is None:
-            self.rrsets[key] = _RRset(ttl, wire)
+            self.rrsets[key] = _RRset(ttl, wire, self.run)
             if rdtype == _CNAME:
                 self.cnames.add(name)
                 if name in self.others:
@@ -357,6 +365,13 @@ class _MasterFile:
                 if name in self.cnames:
                     raise ZoneSyntaxError(where, lineno, f"{name}: CNAME and other data")
             return ttl
+        if rrset.run != self.run:
+            rrset.run = self.run
+            if ttl != rrset.ttl:
+                rrset.ttl = ttl
+                self.retimed.add(key)
+        elif ttl != rrset.ttl:
+            self.warnings.append(f"{where}:{lineno}: {name}: TTL set to prior TTL ({rrset.ttl})")
         wires = rrset.wires
         if isinstance(wires, bytes):
             wires = rrset.wires = {wires}
@@ -365,9 +380,15 @@ class _MasterFile:
         if rdtype in _SINGLETONS:
             raise ZoneSyntaxError(where, lineno, f"{name}: multiple RRs of singleton type")
         wires.add(wire)
-        if ttl != rrset.ttl:
-            self.warnings.append(f"{where}:{lineno}: {name}: TTL set to prior TTL ({rrset.ttl})")
         return rrset.ttl
+
+    def result(self) -> list[ZoneRecord]:
+        """The records read, each RRset a later run gave another TTL carrying that one."""
+        if not self.retimed:
+            return self.records
+        rrsets, retimed = self.rrsets, self.retimed
+        return [replace(rec, ttl=rrsets[key].ttl) if (key := _rrset_key(rec.name, rec.rtype, rec.wire)) in retimed
+                else rec for rec in self.records]
 
     def _drop_outside(self, apex: str) -> None:
         """Records read before the SOA that lie outside its zone: dropped, each with a warning."""
@@ -376,7 +397,7 @@ class _MasterFile:
             return
         for rec in outside:
             self.warnings.append(f"{rec.origin}: ignoring out-of-zone data ({rec.name})")
-            self.rrsets.pop((rec.name, rec.rtype), None)
+            self.rrsets.pop(_rrset_key(rec.name, rec.rtype, rec.wire), None)
         self.records = [rec for rec in self.records if _inside(rec.name, apex)]
 
     def _ttl_class_type(self, tokens: list[str], i: int, where: str, lineno: int) -> tuple[int, int | None, int]:
@@ -407,6 +428,11 @@ class _MasterFile:
             return parse_ttl(token)
         except ValueError as exc:
             raise ZoneSyntaxError(where, lineno, str(exc)) from None
+
+
+def _rrset_key(name: str, rdtype: int, wire: bytes) -> tuple[str, int]:
+    """An RRset's key; RRSIGs are kept apart by the type they cover, as BIND keeps them."""
+    return name, rdtype if rdtype != _RRSIG else -int.from_bytes(wire[:2])
 
 
 def _inside(name: str, apex: str) -> bool:
@@ -451,7 +477,7 @@ def parse_zone(text: str, where: str, origin: str | None = None, default_ttl: in
     state.read(text, where)
     if warnings is not None:
         warnings.extend(state.warnings)
-    return state.records
+    return state.result()
 
 
 def parse_record_line(line: str, where: str = "--record") -> list[ZoneRecord]:

@@ -65,7 +65,7 @@ def test_origin_from_caller_when_file_has_none():
     ("web A", 1, "bad A data ''"),
     ("web", 1, "missing record type"),
     ('t TXT "open', 1, "unterminated quoted string"),
-    ("@ SOA ns admin ( 1 2 3\n 4 5", 1, "'(' never closed"),
+    ("@ SOA ns admin ( 1 2 3\n 4 5", 2, "opened on line 1 never closed"),
     ("web A 192.0.2.1 )", 1, "')' without '('"),
     ("  A 192.0.2.1", 1, "record without an owner name"),
     ("web SRV 0 5 80", 1, "bad SRV data '0 5 80'"),
