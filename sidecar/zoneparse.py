@@ -457,11 +457,11 @@ def _substitute(template: str, value: int, where: str, lineno: int) -> str:
         if len(parts) > 3 or base not in ("d", "o", "x", "X", "n", "N"):
             raise ZoneSyntaxError(where, lineno, f"$GENERATE: bad modifier {found[0]!r}")
         number = value + offset
-        if base in ("n", "N"):
-            digits = format(number, "x" if base == "n" else "X")
-            digits = digits.zfill(max(len(digits), (width + 1) // 2))
-            nibbles = ".".join(reversed(digits))
-            return nibbles[-width:] if width and len(nibbles) > width else nibbles
+        if base in ("n", "N"):  # nibbles, lowest first, each but the last followed by a dot
+            digits = format(number, "x" if base == "n" else "X")[::-1]
+            digits += "0" * ((width + 1) // 2 - len(digits))
+            nibbles = ".".join(digits)
+            return nibbles + "." if width > len(nibbles) else nibbles  # an even width ends in a dot
         return format(number, f"0{width}{base}")
 
     return _GENERATE_FIELD.sub(field, template)

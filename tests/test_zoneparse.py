@@ -1,7 +1,10 @@
 """The zonefile, hosts and --record parsers: every accepted form, and every error located."""
 
+import dns.rdata
 import pytest
 from dnslib import QTYPE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.errors import ZoneSyntaxError
 from sidecar.zoneparse import parse_hosts, parse_record_line, parse_ttl, parse_zone
@@ -110,3 +113,50 @@ def test_hosts_file_gives_addresses_and_ptr():
 def test_hosts_errors(text, reason):
     with pytest.raises(ZoneSyntaxError, match=reason):
         parse_hosts(text, "hosts")
+
+
+_ADDRESS_TEXT = st.text(alphabet="0123456789abcdefABCDEF:.x", min_size=0, max_size=45)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(rdtype=st.sampled_from(["A", "AAAA"]), text=st.one_of(
+    _ADDRESS_TEXT, st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str),
+    st.ip_addresses(v=6).map(lambda a: a.exploded.upper())))
+def test_the_address_road_reads_what_dnspython_reads(rdtype, text):
+    """Addresses skip dnspython for speed (`inet_pton`): they must be accepted and refused
+    exactly as dnspython accepts and refuses them, into the same bytes."""
+    try:
+        expected = dns.rdata.from_text("IN", rdtype, text).to_wire()
+    except Exception:
+        expected = None
+    try:
+        (record,) = parse_zone(f"x 60 {rdtype} {text}", "z", origin="t.test") if text.strip() else [None]
+        got = record.wire if record else None
+    except ZoneSyntaxError:
+        got = None
+    assert got == expected
+
+
+@pytest.mark.parametrize(("line", "name", "wire"), [
+    (r"\065bc A 192.0.2.1", "abc.t.test.", b"\xc0\x00\x02\x01"),
+    (r"a\.b A 192.0.2.1", "a\\.b.t.test.", b"\xc0\x00\x02\x01"),
+    (r"a\ b A 192.0.2.1", "a\\032b.t.test.", b"\xc0\x00\x02\x01"),
+    ("café A 192.0.2.1", "caf\\195\\169.t.test.", b"\xc0\x00\x02\x01"),
+    (r'x TXT "\255" "caf\195\169"', "x.t.test.", b"\x01\xff\x05caf\xc3\xa9"),
+    ('x TXT "café"', "x.t.test.", b"\x05caf\xc3\xa9"),
+    (r"x TXT \# 4 03616263", "x.t.test.", b"\x03abc"),
+    (r"x TYPE123 \# 2 0A0B", "x.t.test.", b"\x0a\x0b"),
+    ("x HTTPS 1 . port=443 alpn=h2", "x.t.test.", b"\x00\x01\x00\x00\x01\x00\x03\x02h2\x00\x03\x00\x02\x01\xbb"),
+])
+def test_names_and_strings_read_as_bind_reads_them(line, name, wire):
+    (record,) = parse_zone(line, "z", origin="t.test", default_ttl=60)
+    assert (record.name, record.wire) == (name, wire)
+
+
+def test_generate_takes_offsets_widths_and_bases():
+    records = parse_zone("$GENERATE 10-11 h${1,4,x} PTR n${-10,2,d}.x.\n$GENERATE 4095-4095 r${0,0,n} A 192.0.2.1\n"
+                         "$GENERATE 18-18 ${0,6,n}rev PTR host.\n$GENERATE 255-255 abs${0,4,N} A 192.0.2.1",
+                         "z", origin="t.test", default_ttl=60)
+    assert [(r.name, r.text) for r in records] == [
+        ("h000b.t.test.", "n00.x."), ("h000c.t.test.", "n01.x."), ("rf.f.f.t.test.", "192.0.2.1"),
+        ("2.1.0.rev.t.test.", "host."), ("absf.f.", "192.0.2.1")]  # an even width ends in a dot: absolute
