@@ -46,6 +46,8 @@ _BESIDE_CNAME = frozenset({dns.rdatatype.RRSIG, dns.rdatatype.NSEC, dns.rdatatyp
                            dns.rdatatype.NXT})
 _GENERATE_FIELD = re.compile(r"\\\$|\$\{([^}]*)\}|\$")
 
+_TYPES_SEEN: dict[str, int] = {}  # type tokens as written (`A`, `a`, `TYPE1`) -> their type
+
 # `$INCLUDE`'s reader: (the file named, the including file) -> (its text, its name for messages).
 IncludeReader = Callable[[str, str], tuple[str, str]]
 
@@ -217,16 +219,6 @@ def _type_code(token: str) -> int | None:
         return None
 
 
-@dataclass(slots=True)
-class _RRset:
-    """What a file gave so far for one (name, type): its TTL, the rdata seen, and the run of
-    lines with one owner it was last given in."""
-
-    ttl: int
-    wires: set[bytes] | bytes
-    run: int
-
-
 class _MasterFile:
     """What a master file carries from one record to the next ($ORIGIN, $TTL, the last owner and
     TTL), and what the zone so far holds, for the per-file rules."""
@@ -243,7 +235,9 @@ class _MasterFile:
         self.retimed: set[tuple[str, int]] = set()  # RRsets a later run gave another TTL
         self.apex: str | None = None  # the SOA's owner, once seen
         self.records: list[ZoneRecord] = []
-        self.rrsets: dict[tuple[str, int], _RRset] = {}
+        # Per (name, type): [its TTL, the rdata seen (one, or a set), the run of lines with one
+        # owner it was last given in]; lists, since a big zone makes one per name.
+        self.rrsets: dict[tuple[str, int], list] = {}
         self.cnames: set[str] = set()
         self.others: set[str] = set()  # names holding data that may not stand beside a CNAME
         self.warnings: list[str] = []
@@ -355,7 +349,7 @@ class _MasterFile:
         key = _rrset_key(name, rdtype, wire)
         rrset = self.rrsets.get(key)
         if rrset is None:
-            self.rrsets[key] = _RRset(ttl, wire, self.run)
+            self.rrsets[key] = [ttl, wire, self.run]
             if rdtype == _CNAME:
                 self.cnames.add(name)
                 if name in self.others:
@@ -365,29 +359,29 @@ class _MasterFile:
                 if name in self.cnames:
                     raise ZoneSyntaxError(where, lineno, f"{name}: CNAME and other data")
             return ttl
-        if rrset.run != self.run:
-            rrset.run = self.run
-            if ttl != rrset.ttl:
-                rrset.ttl = ttl
+        first, wires, run = rrset
+        if run != self.run:
+            rrset[2] = self.run
+            if ttl != first:
+                rrset[0] = ttl
                 self.retimed.add(key)
-        elif ttl != rrset.ttl:
-            self.warnings.append(f"{where}:{lineno}: {name}: TTL set to prior TTL ({rrset.ttl})")
-        wires = rrset.wires
+        elif ttl != first:
+            self.warnings.append(f"{where}:{lineno}: {name}: TTL set to prior TTL ({first})")
         if isinstance(wires, bytes):
-            wires = rrset.wires = {wires}
+            wires = rrset[1] = {wires}
         if wire in wires:
             return None
         if rdtype in _SINGLETONS:
             raise ZoneSyntaxError(where, lineno, f"{name}: multiple RRs of singleton type")
         wires.add(wire)
-        return rrset.ttl
+        return rrset[0]
 
     def result(self) -> list[ZoneRecord]:
         """The records read, each RRset a later run gave another TTL carrying that one."""
         if not self.retimed:
             return self.records
         rrsets, retimed = self.rrsets, self.retimed
-        return [replace(rec, ttl=rrsets[key].ttl) if (key := _rrset_key(rec.name, rec.rtype, rec.wire)) in retimed
+        return [replace(rec, ttl=rrsets[key][0]) if (key := _rrset_key(rec.name, rec.rtype, rec.wire)) in retimed
                 else rec for rec in self.records]
 
     def _drop_outside(self, apex: str) -> None:
@@ -404,6 +398,9 @@ class _MasterFile:
         """Step over the optional TTL and class (either order): the type's index, the TTL, the type."""
         ttl: int | None = None
         while i < len(tokens):
+            rdtype = _TYPES_SEEN.get(tokens[i])
+            if rdtype is not None:
+                return i, ttl, rdtype
             token = tokens[i].upper()
             if token[:1].isdigit():
                 ttl = self._ttl(tokens[i], where, lineno)
@@ -418,6 +415,8 @@ class _MasterFile:
                     raise ZoneSyntaxError(where, lineno, f"unknown RR type {tokens[i]!r}")
                 if dns.rdatatype.is_metatype(rdtype) or rdtype == dns.rdatatype.OPT:
                     raise ZoneSyntaxError(where, lineno, f"meta type {tokens[i]} in a zone")
+                if len(_TYPES_SEEN) < 4096:
+                    _TYPES_SEEN[tokens[i]] = rdtype
                 return i, ttl, rdtype
             i += 1
         raise ZoneSyntaxError(where, lineno, "missing record type")
