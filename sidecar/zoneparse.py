@@ -472,7 +472,10 @@ def parse_zone(text: str, where: str, origin: str | None = None, default_ttl: in
     """Parse an RFC 1035 master file. `where` names the file in errors and provenance; with
     `default_ttl` None, a file must give TTLs as BIND requires. Warnings (`file:line: why`: TTLs
     made one per RRset, records outside the zone ignored) are added to `warnings`."""
-    state = _MasterFile(origin, default_ttl, view, read_include)
+    try:
+        state = _MasterFile(origin, default_ttl, view, read_include)
+    except dns.exception.DNSException as exc:
+        raise ZoneSyntaxError(where, 1, f"bad origin {origin!r}: {exc}") from None
     state.read(text, where)
     if warnings is not None:
         warnings.extend(state.warnings)
