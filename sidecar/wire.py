@@ -22,6 +22,7 @@ MIN_UDP_SIZE = 512
 DO_BIT = 0x8000
 BADVERS = 16  # RFC 6891: an extended rcode, its upper eight bits carried in the OPT record
 _QR, _OPCODE_MASK, _TC = 0x8000, 0x7800, 0x0200
+_UPDATE = 5 << 11  # the opcode, in place in the flags
 _OPT = int(QTYPE.OPT)  # a plain int for the byte-level walks: dnslib's QTYPE lookups are slow
 # Compiled once: struct's format cache lookup costs as much as the unpacking on the hot path.
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
@@ -174,11 +175,13 @@ def error_reply(data: bytes, rcode: int) -> bytes:
     """The reply to a query we will not answer (ID, opcode and RD echoed; RA only to a standard
     query, no other flag): with the query's question and an OPT record of ours (EDNS version 0,
     the extended rcode's upper bits, the client's DO bit) when the query's question and OPT can
-    be read, else the header alone. So Knot DNS answers, and RFC 6891 6.1.3 wants for BADVERS."""
+    be read and it is not an UPDATE, else the header alone. So Knot DNS answers, and RFC 6891
+    6.1.3 wants for BADVERS."""
     qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     opcode = flags & _OPCODE_MASK
     out = _QR | opcode | (flags & 0x0100) | (0 if opcode else 0x0080) | (rcode & 0xF)
-    qend = _question_end(data) if qdcount == 1 else None
+    # An UPDATE's "question" is its zone section, whose rules (an SOA type) a client checks.
+    qend = _question_end(data) if qdcount == 1 and opcode != _UPDATE else None
     if qend is None:
         return HEADER.pack(qid, out, 0, 0, 0, 0)
     question, opt = data[12:qend], b""

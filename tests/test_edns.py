@@ -129,3 +129,5 @@ def test_where_we_differ_from_knot_by_design(servers):
     assert ask(ours, notify()).rcode() == dns.rcode.NOTIMP and ask(knot, notify()).rcode() == dns.rcode.NOTAUTH
     other = ask(ours, make(opcode=15, use_edns=0)())
     assert not other.flags & (dns.flags.AA | dns.flags.RA | dns.flags.AD | dns.flags.TC)
+    update = ask(ours, make(opcode=dns.opcode.UPDATE, use_edns=0)())  # Knot's reply here no client reads
+    assert update.rcode() == dns.rcode.NOTIMP and not update.question and dns.flags.to_text(update.flags) == "QR RD"
