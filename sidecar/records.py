@@ -55,6 +55,12 @@ def name_key(name: dns.name.Name) -> str:
     return name.to_text().lower()
 
 
+def label_key(label: DNSLabel) -> str:
+    """The key form of a name dnslib holds (a CNAME's or an MX's target): its own text does not
+    escape a dot inside a label."""
+    return name_key(dns.name.Name([*label.label, b""]))
+
+
 def wire_label(name: DNSLabel | str) -> DNSLabel | str:
     """A name in key or presentation form as dnslib should pack it: escapes (`a\\.b`,
     `\\195\\169`) read into the label bytes they stand for."""
