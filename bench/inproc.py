@@ -105,7 +105,7 @@ def zone_build(path: Path) -> dict:
     """Parse and build as the zonefile watcher does: with the garbage collector paused."""
     with collector_paused():
         started = time.perf_counter()
-        records = parse_file(path, "zone")
+        records = parse_file(path, "zone").records
         parsed = time.perf_counter()
         zone, _ = Zone.build({"file": Fragment(tuple(records))})
         built = time.perf_counter()

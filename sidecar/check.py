@@ -15,7 +15,10 @@ def run_check(config: Config) -> int:
     logging.disable(logging.ERROR)  # the errors are printed below, once each, without log decoration
     store = Store()
     store.put("flags", config.flag_fragment())
-    errors = FileSource(store, config.zonefiles, config.hosts).load()
+    files = FileSource(store, config.zonefiles, config.hosts)
+    errors = files.load()
+    for warning in files.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for error in errors:
         print(error, file=sys.stderr)
     if errors:

@@ -10,6 +10,7 @@ import re
 import struct
 from dataclasses import dataclass, replace
 
+import dns.name
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSRecord
 
 from .errors import MalformedQuery
@@ -19,7 +20,9 @@ HEADER = struct.Struct("!HHHHHH")
 OUR_UDP_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation on every common path
 MIN_UDP_SIZE = 512
 DO_BIT = 0x8000
+BADVERS = 16  # RFC 6891: an extended rcode, its upper eight bits carried in the OPT record
 _QR, _OPCODE_MASK, _TC = 0x8000, 0x7800, 0x0200
+_UPDATE = 5 << 11  # the opcode, in place in the flags
 _OPT = int(QTYPE.OPT)  # a plain int for the byte-level walks: dnslib's QTYPE lookups are slow
 # Compiled once: struct's format cache lookup costs as much as the unpacking on the hot path.
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdata length
@@ -85,13 +88,15 @@ class PlainQuestion:
     qkey: QuestionKey | None
 
 
-_PLAIN_NAME = re.compile(rb"[!-\[\]-~]*")  # printable ASCII but space and backslash
+# Printable ASCII but space and the characters a name's presentation form escapes (`\\"();@$`):
+# for these names the text is the key form (`records.name_key`) as it is.
+_PLAIN_NAME = re.compile(rb"[!#%-'*-:<-?A-\[\]-~]*")
 
 
 def plain_question(data: bytes) -> PlainQuestion | None:
     """The question of a plain query, or None when it needs the full parser (anything unusual:
-    a label with a dot, a space, a backslash or a byte outside printable ASCII, which the
-    parser's presentation form escapes; an over-long name; an EDNS version other than 0)."""
+    a label with a dot, a space or another character that a name's presentation form escapes;
+    an over-long name; an EDNS version other than 0)."""
     qkey = question_key(data)
     if qkey is None:
         return None
@@ -152,19 +157,48 @@ def parse_query(data: bytes) -> DNSRecord:
     labels = request.q.qname.label
     if any(len(label) > 63 for label in labels) or sum(len(label) + 1 for label in labels) > 254:
         raise MalformedQuery("question name over the RFC 1035 length limits", RCODE.FORMERR)
-    if any(b"." in label for label in labels):
-        raise MalformedQuery("a label holds a '.'", RCODE.FORMERR)  # legal on the wire, unnameable here
     opts = [rr for rr in request.ar if rr.rtype == QTYPE.OPT]
     if len(opts) > 1 or (opts and str(opts[0].rname) != "."):
         raise MalformedQuery("bad OPT record", RCODE.FORMERR)
+    if opts and opts[0].ttl >> 16 & 0xFF:
+        raise MalformedQuery(f"EDNS version {opts[0].ttl >> 16 & 0xFF}", BADVERS)  # RFC 6891 6.1.3
     return request
 
 
+def question_name(request: DNSRecord) -> str:
+    """The question's name in presentation form (RFC 1035 5.1 escapes, as dnspython writes it),
+    the form zone keys take: `a\\.b` for a label holding a dot."""
+    return dns.name.Name([*request.q.qname.label, b""]).to_text()
+
+
 def error_reply(data: bytes, rcode: int) -> bytes:
-    """A header-only reply (ID, opcode and RD echoed) for a query we will not parse further."""
-    qid, flags, *_ = HEADER.unpack_from(data)
-    flags = _QR | (flags & (_OPCODE_MASK | 0x0100)) | 0x0080 | rcode
-    return HEADER.pack(qid, flags, 0, 0, 0, 0)
+    """The reply to a query we will not answer (ID, opcode and RD echoed; RA only to a standard
+    query, no other flag): with the query's question and an OPT record of ours (EDNS version 0,
+    the extended rcode's upper bits, the client's DO bit) when the query's question and OPT can
+    be read and it is not an UPDATE, else the header alone. So Knot DNS answers, and RFC 6891
+    6.1.3 wants for BADVERS."""
+    qid, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    opcode = flags & _OPCODE_MASK
+    out = _QR | opcode | (flags & 0x0100) | (0 if opcode else 0x0080) | (rcode & 0xF)
+    # An UPDATE's "question" is its zone section, whose rules (an SOA type) a client checks.
+    qend = _question_end(data) if qdcount == 1 and opcode != _UPDATE else None
+    if qend is None:
+        return HEADER.pack(qid, out, 0, 0, 0, 0)
+    question, opt = data[12:qend], b""
+    if arcount == 1 and not ancount and not nscount and data[qend : qend + 3] == b"\x00\x00\x29" \
+            and len(data) >= qend + 11:
+        opt = b"\x00" + _RR_FIXED.pack(_OPT, OUR_UDP_SIZE, (rcode >> 4) << 24 | (data[qend + 7] & 0x80) << 8, 0)
+    return HEADER.pack(qid, out, 1, 0, 0, 1 if opt else 0) + question + opt
+
+
+def _question_end(data: bytes) -> int | None:
+    """Where the first question of `data` ends, if it is a plain one (no compression) that fits."""
+    pos, end = 12, len(data)
+    while pos < end and data[pos]:
+        if data[pos] > 63:
+            return None
+        pos += data[pos] + 1
+    return pos + 5 if pos + 5 <= end else None
 
 
 def client_opt(request: DNSRecord) -> RR | None:

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from dnslib import QTYPE, RCODE, RR
 
 from .outcome import Answer, Forward, Outcome, Query
-from .records import ZoneRecord, normalize_name, parent_name
+from .records import ZoneRecord, label_key, parent_name
 from .shardmap import ShardMap
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -165,7 +165,7 @@ class Zone:
         if QTYPE.CNAME in rrsets and qtype != QTYPE.CNAME:
             cname = rrsets[QTYPE.CNAME][0]
             chain.append(cname.to_rr(owner))
-            target = normalize_name(str(cname.rdata.label))
+            target = label_key(cname.rdata.label)
             if target in seen or len(chain) > MAX_CNAME_CHAIN:
                 return Answer(RCODE.SERVFAIL, tuple(chain), source="local")
             seen.add(name)
@@ -185,7 +185,7 @@ class Zone:
             return ()
         glue: list[RR] = []
         for rec in records:
-            target = normalize_name(str(getattr(rec.rdata, attr)))
+            target = label_key(getattr(rec.rdata, attr))
             node = self.nodes.get(target)
             if node:
                 rrsets = self._for_views(node, views)

@@ -94,6 +94,44 @@ def start_daemon(argv: list[str], log: Path, env: dict | None = None) -> subproc
         handle.close()
 
 
+@contextmanager
+def knot_serving(directory: Path, domain: str, zone: str, probe: str, signing: bool = False,
+                 host: str = "127.0.0.4") -> Iterator[Daemon]:
+    """A real Knot DNS (knotd) serving `zone` as `domain` on `host`, signing it itself with
+    `signing`; ready once it answers `probe`, stopped by its pid afterwards."""
+    if shutil.which("knotd") is None:
+        pytest.skip("knotd not installed (Debian package knot; .ci/run installs it)")
+    port = free_port(host)
+    (directory / "db").mkdir()
+    (directory / f"{domain}.zone").write_text(zone)
+    (directory / "knot.conf").write_text(f"""server:
+    listen: {host}@{port}
+    rundir: {directory}
+log:
+  - target: stdout
+    any: info
+database:
+    storage: {directory}/db
+template:
+  - id: default
+    storage: {directory}
+    dnssec-signing: {"on" if signing else "off"}
+    zonefile-sync: -1
+zone:
+  - domain: {domain}
+    file: {directory}/{domain}.zone
+""")
+    log = directory / "knot.log"
+    daemon = Daemon(start_daemon(["knotd", "-c", str(directory / "knot.conf")], log), log, host, port)
+    try:
+        wait_for(lambda: daemon.proc.poll() is None
+                 and query(host, port, probe, want_dnssec=signing, timeout=0.5).answer,
+                 what=f"knotd serving {domain}")
+        yield daemon
+    finally:
+        daemon.stop()
+
+
 @pytest.fixture
 def dnsmasq(tmp_path_factory) -> Iterator:
     """Factory: `dnsmasq(host="127.0.0.2", args=[...])` starts a real dnsmasq that never forwards;
@@ -117,10 +155,11 @@ def dnsmasq(tmp_path_factory) -> Iterator:
         daemon.stop()
 
 
-@pytest.fixture
-def sidecar(tmp_path_factory) -> Iterator:
-    """Factory: `sidecar("--zonefile", path, ...)` runs `python -m sidecar serve` on a free loopback
-    port (with --no-docker unless `docker=True`) and waits until it answers."""
+@contextmanager
+def sidecars(tmp_path_factory) -> Iterator:
+    """Factory: `start("--zonefile", path, ...)` runs `python -m sidecar serve` on a free loopback
+    port (with --no-docker unless `docker=True`) and waits until it answers; each one started is
+    stopped on leaving."""
     started: list[Daemon] = []
 
     def start(*args: str, host: str = "127.0.0.1", docker: bool = False, env: dict | None = None,
@@ -140,9 +179,18 @@ def sidecar(tmp_path_factory) -> Iterator:
             assert daemon.proc.poll() is None, daemon.log_text()
         return daemon
 
-    yield start
-    for daemon in started:
-        daemon.stop()
+    try:
+        yield start
+    finally:
+        for daemon in started:
+            daemon.stop()
+
+
+@pytest.fixture
+def sidecar(tmp_path_factory) -> Iterator:
+    """`sidecars` for one test."""
+    with sidecars(tmp_path_factory) as start:
+        yield start
 
 
 @contextmanager

@@ -63,13 +63,13 @@ def test_check_summarizes_good_sources():
 
 
 def test_check_lists_every_error_as_file_line_reason(tmp_path):
-    (tmp_path / "a.test.zone").write_text("ok A 192.0.2.1\nbad A 192.0.2\n")
+    (tmp_path / "a.test.zone").write_text("ok 60 A 192.0.2.1\nbad A 192.0.2\n")
     (tmp_path / "b.test.zone").write_text("$TTL 60\n\n\nx FOO y\n")
     result = run_cli("check", "--zonefile", str(tmp_path))
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{tmp_path}/a.test.zone:2: bad A data '192.0.2': not an IPv4 address",
-        f"{tmp_path}/b.test.zone:4: unknown or unsupported record type 'FOO'",
+        f"{tmp_path}/b.test.zone:4: unknown RR type 'FOO'",
     ]
 
 

@@ -159,3 +159,43 @@ def test_loads_good_or_broken_leave_the_garbage_collector_running(zonedir):
     assert gc.isenabled()
     assert [(error.line, "bad A data" in error.reason) for error in errors] == [(1, True)]
     assert str(store.zone.lookup(Query("web.live.test", QTYPE.A)).answer[0].rdata) == "192.0.2.1"
+
+
+def test_an_included_file_is_watched_with_its_zone(sidecar, zonedir):
+    """`$INCLUDE` is read relative to the including file; a change to the included file alone
+    (in a subdirectory, seen by its own inotify watch, not the slow poll) reloads the zone."""
+    (zonedir / "parts").mkdir()
+    (zonedir / "parts" / "hosts.inc").write_text("inc A 192.0.2.60\n")
+    atomic_save(zonedir / "live.test.zone", ZONE.format(address="192.0.2.1") + "$INCLUDE parts/hosts.inc\n")
+    server = sidecar("--zonefile", zonedir, "--poll-interval", "30")
+    wait_for(lambda: address_of(server, "inc.live.test") == "192.0.2.60", what="the included record")
+    atomic_save(zonedir / "parts" / "hosts.inc", "inc A 192.0.2.61\n")
+    wait_for(lambda: address_of(server, "inc.live.test") == "192.0.2.61", what="reload after the include changed")
+
+
+def test_an_include_outside_the_mounted_tree_is_refused(sidecar, tmp_path, zonedir):
+    (tmp_path / "secret.inc").write_text("leak A 192.0.2.66\n")
+    path = zonedir / "live.test.zone"
+    atomic_save(path, ZONE.format(address="192.0.2.1") + "$INCLUDE ../secret.inc\n")
+    server = sidecar("--zonefile", zonedir)
+    wait_for(lambda: f"{path}:5: ../secret.inc: outside {zonedir.resolve()}; not read" in server.log_text(),
+             what="the refusal logged")
+    assert address_of(server, "leak.live.test") is None
+
+
+def test_cname_beside_other_data_keeps_the_last_good_zone(sidecar, zonedir):
+    server = sidecar("--zonefile", zonedir)
+    path = zonedir / "live.test.zone"
+    atomic_save(path, ZONE.format(address="192.0.2.8") + "web CNAME elsewhere.test.\n")
+    wait_for(lambda: f"{path}:5: web.live.test.: CNAME and other data" in server.log_text(), what="error logged")
+    assert address_of(server, "web.live.test") == "192.0.2.1"
+
+
+def test_rrset_ttls_made_one_and_out_of_zone_data_skipped_with_warnings(sidecar, zonedir):
+    path = zonedir / "live.test.zone"
+    atomic_save(path, ZONE.format(address="192.0.2.1") + "web 300 A 192.0.2.2\nstray.example. A 192.0.2.3\n")
+    server = sidecar("--zonefile", zonedir)
+    wait_for(lambda: f"{path}:5: web.live.test.: TTL set to prior TTL (60)" in server.log_text(), what="TTL warning")
+    assert f"{path}:6: ignoring out-of-zone data (stray.example.)" in server.log_text()
+    reply = server.query("web.live.test")
+    assert {rrset.ttl for rrset in reply.answer} == {60} and len(reply.answer[0]) == 2

@@ -4,7 +4,6 @@ and negative answers are cached for the SOA minimum (RFC 2308)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest
-from conftest import Daemon, free_port, query, start_daemon, wait_for
+from conftest import Daemon, knot_serving
 
 ZONE = """$ORIGIN signed.test.
 $TTL 300
@@ -29,37 +28,8 @@ www  IN A   192.0.2.80
 @pytest.fixture
 def knot(tmp_path: Path) -> Iterator[Daemon]:
     """knotd serving signed.test on 127.0.0.4, signing it itself at start (automatic DNSSEC)."""
-    if shutil.which("knotd") is None:
-        pytest.skip("knotd not installed (Debian package knot; .ci/run installs it)")
-    host, port = "127.0.0.4", free_port("127.0.0.4")
-    (tmp_path / "db").mkdir()
-    (tmp_path / "signed.test.zone").write_text(ZONE)
-    (tmp_path / "knot.conf").write_text(f"""server:
-    listen: {host}@{port}
-    rundir: {tmp_path}
-log:
-  - target: stdout
-    any: info
-database:
-    storage: {tmp_path}/db
-template:
-  - id: default
-    storage: {tmp_path}
-    dnssec-signing: on
-    zonefile-sync: -1
-zone:
-  - domain: signed.test
-    file: {tmp_path}/signed.test.zone
-""")
-    log = tmp_path / "knot.log"
-    daemon = Daemon(start_daemon(["knotd", "-c", str(tmp_path / "knot.conf")], log), log, host, port)
-    try:
-        wait_for(lambda: daemon.proc.poll() is None
-                 and query(host, port, "www.signed.test", want_dnssec=True, timeout=0.5).answer,
-                 what="knotd serving the signed zone")
+    with knot_serving(tmp_path, "signed.test", ZONE, "www.signed.test", signing=True) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 def rrsets(reply, rdtype: str) -> list:

@@ -84,6 +84,8 @@ def test_wire_layer_never_raises_anything_but_malformed(data):
 @given(random_packets)
 # a tab for a label: read by hand, the name was stripped to ".apps.dev.test." and the query crashed
 @example(b"\xac\x02\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01\t\x04apps\x03dev\x04test\x00\x00\x1c\x00\x01")
+# an UPDATE whose zone section is not of type SOA: echoed, it made a reply no client can read
+@example(b"\x15\xae(\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03dev\x04test\x00\x00\x0f\x00\x01")
 def test_handler_answers_or_drops_every_packet(data):
     async def both() -> None:
         reply = await HANDLER.handle(data, "127.0.0.1", "udp")

@@ -212,3 +212,14 @@ def test_a_network_view_replaces_the_host_views_addresses_whole():
     txt = zone.lookup(Query("web.docker", QTYPE.TXT, client="172.20.9.9", views=("front",)))
     assert [str(rr.rdata) for rr in txt.answer] == ['"hello"']  # other types still come from the host view
     assert [str(rr.rdata) for rr in zone.lookup(Query("web.docker", QTYPE.AAAA)).answer] == ["::1"]
+
+
+def test_a_cname_to_a_name_with_an_escaped_dot_is_followed():
+    records = parse_zone("$TTL 60\n@ SOA ns admin 1 2 3 4 5\na\\.b A 192.0.2.7\nalias CNAME a\\.b\n"
+                         "mx MX 10 a\\.b\n", "e.zone", origin="e.test")
+    zone = build(("file:e", records))
+    answer = zone.lookup(Query("alias.e.test", QTYPE.A))
+    assert [(rr.rtype, rr.rdata.label.label if rr.rtype == QTYPE.CNAME else str(rr.rdata)) for rr in answer.answer] \
+        == [(QTYPE.CNAME, (b"a.b", b"e", b"test")), (QTYPE.A, "192.0.2.7")]
+    glue = zone.lookup(Query("mx.e.test", QTYPE.MX)).additional
+    assert [(rr.rtype, str(rr.rdata)) for rr in glue] == [(QTYPE.A, "192.0.2.7")]

@@ -31,6 +31,7 @@ from ..wire import (
     parse_query,
     plain_question,
     question_key,
+    question_name,
     relay_reply,
     udp_limit,
     with_records,
@@ -278,7 +279,7 @@ class QueryHandler:
         or else the same read from the parsed request."""
         if plain is None:
             assert request is not None
-            plain = PlainQuestion(str(request.q.qname), request.q.qtype, request.q.qclass, dnssec_ok(request),
+            plain = PlainQuestion(question_name(request), request.q.qtype, request.q.qclass, dnssec_ok(request),
                                   udp_limit(request), question_key(data))
         return _Asked(data, request, plain, None if transport == "tcp" else plain.udp_limit, client, transport, view,
                       self.store.zone.generation, time.perf_counter())
