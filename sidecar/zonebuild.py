@@ -67,12 +67,12 @@ def _by_health(name: str, rrset: tuple[ZoneRecord, ...], warnings: list[str]
                ) -> tuple[tuple[ZoneRecord, ...], tuple[ZoneRecord, ...]]:
     """An RRset split into what is answered and what is withheld: replicas unhealthy or still
     starting are left out while another is healthy or unchecked; when none is, all are answered
-    (a name that vanishes breaks more than a slow one), and that is said."""
+    (a name that vanishes breaks more than a slow one), and that is said where there was a choice."""
     withheld = tuple(rec for rec in rrset if rec.health in WITHHELD_HEALTH)
     if not withheld:
         return rrset, ()
     if len(withheld) == len(rrset):
-        if (warning := f"{name}: no replica is healthy; all are answered") not in warnings:
+        if len(rrset) > 1 and (warning := f"{name}: no replica is healthy; all are answered") not in warnings:
             warnings.append(warning)
         return rrset, ()
     return tuple(rec for rec in rrset if rec.health not in WITHHELD_HEALTH), withheld

@@ -171,7 +171,7 @@ def test_docs_walkthrough_word_for_word(namespace_engine: Dockerd, tmp_path) -> 
         lookup = next(result.stdout for line, result in results.items() if " nslookup " in line)
         assert re.search(r"Name:\s+api\.dev\.test\s+Address:\s+" + re.escape(str(web[0])), lookup), lookup
         logs = next(result.stdout for line, result in results.items() if line.endswith(" logs dns"))
-        assert re.search(r"container demo_web_1: (named|added:) .*\bweb\.compose\.docker\.", logs), logs
+        assert re.search(r"container demo_web_1: (named|added:) .*\bweb\.demo\.docker\.", logs), logs
         assert "/zones/office.test.zone: loaded 4 records" in logs
 
         zone = stack.zones / "office.test.zone"
