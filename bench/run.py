@@ -156,7 +156,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    """The results as one Markdown table (printed, and pasted into the README). Where the
+    """The results as one Markdown table (printed, and pasted into docs/speed.md). Where the
     --workers run was made too, a dns-sidecar cell reads "one process / N workers"."""
     rows = results["workloads"]
     ours = ("ours", "workers") if "workers_qps" in rows[0] else ("ours",)
