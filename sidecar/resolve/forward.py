@@ -27,7 +27,7 @@ from ..records import normalize_name
 from ..wire import answer_from_reply, without_opt
 from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
-from .exchange import TC, Exchanger, Outcome, Question
+from .exchange import TC, Exchanger, Outcome, OutOfSockets, Question
 from .health import Health
 from .upstreams import without_own
 
@@ -163,6 +163,8 @@ class Forwarder:
                 self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3],
                                         remaining if remaining < timeout else timeout, partial(self._on_udp, flight))
                 return
+            except OutOfSockets as exc:  # ours to fix, not the upstream's: it stays alive
+                flight.failed(f"{upstream}: {exc}")
             except OSError as exc:
                 self._upstream_failed(flight, upstream, exc)
         qname, qtype = flight.cache_key[:2]
