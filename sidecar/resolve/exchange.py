@@ -180,14 +180,23 @@ class _UdpSockets:
         """Ask on a socket of its own; raises OSError (`OutOfSockets` when none can be made)
         when the question cannot leave."""
         idle = self._idle[family]
-        sock = idle.pop() if idle else self._new_socket(family)
         qid = self._ids.new()
+        request = question.request(qid, dnssec_ok)
+        sock = idle.pop() if idle else self._new_socket(family)
         try:
             sock.connect(address)
-            sock.send(question.request(qid, dnssec_ok))
+            sock.send(request)
         except OSError:
-            self._give_back(sock)
-            raise
+            # An error a lent socket got after its last question (sent to it just as that one was
+            # answered) fails the next send: not this upstream's fault. A new socket tries again.
+            self._close(sock)
+            sock = self._new_socket(family)
+            try:
+                sock.connect(address)
+                sock.send(request)
+            except OSError:
+                self._close(sock)
+                raise
         self._asking[sock.fileno()] = _Asking(question, qid, done, self._loop.time() + timeout)
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
