@@ -16,6 +16,7 @@ import asyncio
 import ctypes
 import errno
 import os
+import select
 import socket
 import struct
 import sys
@@ -32,6 +33,7 @@ SWEEP_SECONDS = 0.05
 TCP_IDLE_SECONDS = 10.0
 MAX_REPLY = 65535
 MAX_QUOTE = 1024  # of an ICMP error's quote: more than any question we send
+MAX_EVENTS = 256  # sockets read per wake-up
 MAX_IDLE_SOCKETS = 256  # kept open between questions; more are made while more are in flight
 # IP_RECVERR / IPV6_RECVERR (linux/in.h, linux/in6.h): ICMP errors are queued with their quote
 _RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11)),
@@ -120,30 +122,19 @@ class QueryIds:
                 return qid
 
 
-@dataclass(slots=True)
-class _Asking:
-    """The one question a socket is lent to: its ID, who gets the outcome, and its deadline
-    (loop time)."""
-
-    question: Question
-    qid: bytes
-    done: Done
-    deadline: float
-
-
-def _disconnect_call() -> Callable[[int], bool] | None:
+def _disconnect_call() -> Callable[[int], int] | None:
     """connect(2) with AF_UNSPEC, which dissolves a UDP socket's association and, for a port the
-    kernel chose, gives the port back: the next connect picks a fresh random one. None where the
-    C library cannot be reached."""
+    kernel chose, gives the port back: the next connect picks a fresh random one. It returns 0
+    on success. None where the C library cannot be reached."""
     try:
         connect = ctypes.CDLL(None, use_errno=True).connect
     except (OSError, AttributeError):
         return None
-    connect.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32]
-    unspec = ctypes.create_string_buffer(16)  # a zeroed sockaddr: sa_family AF_UNSPEC
+    connect.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    unspec = bytes(16)  # a zeroed sockaddr: sa_family AF_UNSPEC
 
-    def disconnect(fd: int) -> bool:
-        return connect(fd, unspec, 16) == 0
+    def disconnect(fd: int) -> int:
+        return connect(fd, unspec, 16)
 
     return disconnect
 
@@ -151,12 +142,33 @@ def _disconnect_call() -> Callable[[int], bool] | None:
 _DISCONNECT = _disconnect_call() if sys.platform.startswith("linux") else None
 
 
+class _Port:
+    """One socket and the one question it is lent to (None between questions): its ID, who
+    gets the outcome, and its deadline (loop time). Kept per socket rather than made per
+    question: the question path allocates nothing it can avoid."""
+
+    __slots__ = ("deadline", "done", "fd", "idle", "qid", "question", "sock")
+
+    def __init__(self, sock: socket.socket, idle: list[_Port]) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.idle = idle  # where it waits between questions (one list per address family)
+        self.question: Question | None = None
+        self.qid = b""
+        self.done: Done | None = None
+        self.deadline = 0.0
+
+
 class _UdpSockets:
     """UDP questions, one per port: every question connects a socket of its own to its upstream,
     so the kernel binds it to a random ephemeral port for just that question, and is
     disconnected once answered (or timed out), which frees the port. A socket is then lent to the
-    next question with a new port, so sockets are made and closed rarely while ports never repeat
-    by design. An attacker must guess the port and the ID of one question in flight.
+    next question with a new port, so sockets are made and closed rarely while no port carries
+    two questions at once. An attacker must guess the port and the ID of one question in flight.
+
+    The sockets are watched through an epoll set of their own, which the loop watches: one
+    wake-up of the loop reads every socket with a reply, and an error on one socket (after which
+    libuv would stop watching a socket it watched itself) never reaches the loop.
 
     Timeouts are found by a sweep every `SWEEP_SECONDS` while anything waits, not by a timer per
     question: a timeout fires up to `SWEEP_SECONDS` late; with nothing waiting, no timer runs.
@@ -170,38 +182,64 @@ class _UdpSockets:
     def __init__(self, loop: asyncio.AbstractEventLoop, ids: QueryIds) -> None:
         self._loop = loop
         self._ids = ids
-        self._idle: dict[int, list[socket.socket]] = {socket.AF_INET: [], socket.AF_INET6: []}
-        self._asking: dict[int, _Asking] = {}  # by socket fd
-        self._open: dict[int, socket.socket] = {}  # every socket made and not closed, by fd
+        self._idle: dict[int, list[_Port]] = {socket.AF_INET: [], socket.AF_INET6: []}
+        self._asking: dict[int, _Port] = {}  # the ports lent to a question, by fd
+        self._open: dict[int, _Port] = {}  # every port made and not closed, by fd
         self._sweep_timer: asyncio.TimerHandle | None = None
+        self._queued: list[tuple[_Port, bytes]] = []  # questions to send at the end of this loop turn
+        self._epoll = select.epoll()
+        loop.add_reader(self._epoll.fileno(), self._ready)
 
     def send(self, family: int, address: tuple, question: Question, dnssec_ok: bool, timeout: float,
              done: Done) -> None:
-        """Ask on a socket of its own; raises OSError (`OutOfSockets` when none can be made)
-        when the question cannot leave."""
+        """Ask on a socket of its own. The question leaves at the end of this loop turn with the
+        others of the turn, so the upstream is woken for them together rather than once each;
+        a refusal then reaches `done` as its OSError. Raises OSError (`OutOfSockets` when no
+        socket can be made) when no socket can be connected at all."""
         idle = self._idle[family]
-        qid = self._ids.new()
-        request = question.request(qid, dnssec_ok)
-        sock = idle.pop() if idle else self._new_socket(family)
+        port = idle.pop() if idle else self._new_port(family)
         try:
-            sock.connect(address)
-            sock.send(request)
+            port.sock.connect(address)
         except OSError:
-            # An error a lent socket got after its last question (sent to it just as that one was
-            # answered) fails the next send: not this upstream's fault. A new socket tries again.
-            self._close(sock)
-            sock = self._new_socket(family)
-            try:
-                sock.connect(address)
-                sock.send(request)
-            except OSError:
-                self._close(sock)
-                raise
-        self._asking[sock.fileno()] = _Asking(question, qid, done, self._loop.time() + timeout)
+            self._close(port)
+            raise
+        qid = self._ids.new()
+        port.question, port.qid, port.done, port.deadline = question, qid, done, self._loop.time() + timeout
+        self._asking[port.fd] = port
+        if not self._queued:
+            self._loop.call_soon(self._flush)
+        self._queued.append((port, question.request(qid, dnssec_ok)))
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
-    def _new_socket(self, family: int) -> socket.socket:
+    def _flush(self) -> None:
+        """Send the questions of this loop turn. A send that fails on a lent socket may fail for
+        an error the socket got after its last question (sent to it just as that one was
+        answered): not this upstream's fault, so the question moves to a new socket once."""
+        queued, self._queued = self._queued, []
+        for port, request in queued:
+            if port.question is None:
+                continue  # closed meanwhile; whoever waited has been told
+            try:
+                port.sock.send(request)
+            except OSError:
+                self._move(port, request)
+
+    def _move(self, port: _Port, request: bytes) -> None:
+        question, qid, done, deadline = port.question, port.qid, port.done, port.deadline
+        del self._asking[port.fd]
+        address = port.sock.getpeername()
+        self._close(port)
+        try:
+            port = self._new_port(port.sock.family)
+            port.question, port.qid, port.done, port.deadline = question, qid, done, deadline
+            self._asking[port.fd] = port
+            port.sock.connect(address)
+            port.sock.send(request)
+        except OSError as exc:
+            self._finish(port, exc)
+
+    def _new_port(self, family: int) -> _Port:
         try:
             sock = socket.socket(family, socket.SOCK_DGRAM)
         except OSError as exc:
@@ -211,76 +249,79 @@ class _UdpSockets:
         sock.setblocking(False)
         level, option = _RECVERR[family]
         sock.setsockopt(level, option, 1)
-        fd = sock.fileno()
-        self._open[fd] = sock
-        self._loop.add_reader(fd, self._readable, sock)
-        return sock
+        port = self._open[sock.fileno()] = _Port(sock, self._idle[family])
+        self._epoll.register(port.fd, select.EPOLLIN)
+        return port
 
-    def _readable(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
-        while True:
-            try:
-                data = sock.recv(MAX_REPLY)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                # uvloop (libuv) stops watching a socket once it reports an error: watch it again.
-                self._loop.remove_reader(fd)
-                self._loop.add_reader(fd, self._readable, sock)
-                asking = self._asking.get(fd)
-                if self._quoted_by_error(sock, asking):
-                    self._finish(sock, asking, exc)
-                    return
+    def _ready(self) -> None:
+        asking = self._asking
+        for fd, _ in self._epoll.poll(0, MAX_EVENTS):
+            port = asking.get(fd)
+            if port is None:
+                port = self._open.get(fd)
+                if port is not None:
+                    self._drain(port)
                 continue
-            asking = self._asking.get(fd)
-            if (asking is not None and len(data) >= 12 and data[:2] == asking.qid
-                    and asking.question.answers(data)):
-                self._finish(sock, asking, data)
-                return
+            sock, question = port.sock, port.question
+            while True:
+                try:
+                    data = sock.recv(MAX_REPLY)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    if self._quoted_by_error(port):
+                        self._finish(port, exc)
+                        break
+                    continue
+                if data[:2] == port.qid and len(data) >= 12 and question.answers(data):
+                    self._finish(port, data)
+                    break
 
     @staticmethod
-    def _quoted_by_error(sock: socket.socket, asking: _Asking | None) -> bool:
-        """Read the socket's error queue out; whether an error in it quotes `asking`'s datagram."""
+    def _drain(port: _Port) -> None:
+        """Read out a socket lent to no question (a late reply, a late error): nothing is for it."""
+        while True:
+            try:
+                port.sock.recv(MAX_REPLY)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                _UdpSockets._quoted_by_error(port)
+
+    @staticmethod
+    def _quoted_by_error(port: _Port) -> bool:
+        """Read the socket's error queue out; whether an error in it quotes the datagram of the
+        question the socket is lent to."""
         theirs = False
         while True:
             try:
-                quoted = sock.recvmsg(MAX_QUOTE, 512, _MSG_ERRQUEUE)[0]
-            except (BlockingIOError, InterruptedError):
+                quoted = port.sock.recvmsg(MAX_QUOTE, 512, _MSG_ERRQUEUE)[0]
+            except OSError:  # BlockingIOError once it is read out
                 return theirs
-            except OSError:
-                return theirs
-            if asking is not None and quoted[:2] == asking.qid and len(quoted) >= 12:
-                theirs = theirs or asking.question.sent_in(quoted)
+            if port.question is not None and quoted[:2] == port.qid and port.question.sent_in(quoted):
+                theirs = True
 
-    def _finish(self, sock: socket.socket, asking: _Asking, outcome: Outcome) -> None:
-        del self._asking[sock.fileno()]
-        self._give_back(sock)
-        asking.done(outcome)
-
-    def _give_back(self, sock: socket.socket) -> None:
-        """Free the socket's port and keep the socket for another question (or close it)."""
-        idle = self._idle[sock.family]
-        if _DISCONNECT is not None and len(idle) < MAX_IDLE_SOCKETS and _DISCONNECT(sock.fileno()):
-            idle.append(sock)
+    def _finish(self, port: _Port, outcome: Outcome) -> None:
+        del self._asking[port.fd]
+        done = port.done
+        port.question = port.done = None
+        if _DISCONNECT is not None and len(port.idle) < MAX_IDLE_SOCKETS and not _DISCONNECT(port.fd):
+            port.idle.append(port)
         else:
-            self._close(sock)
+            self._close(port)
+        done(outcome)
 
-    def _close(self, sock: socket.socket) -> None:
-        fd = sock.fileno()
-        if fd != -1:
-            self._loop.remove_reader(fd)
-            del self._open[fd]
-            sock.close()
+    def _close(self, port: _Port) -> None:
+        if self._open.pop(port.fd, None) is not None:
+            port.sock.close()  # which takes it out of the epoll set
 
     def _sweep(self) -> None:
         """Time out every question past its deadline; come back while any still waits."""
         self._sweep_timer = None
         now = self._loop.time()
-        expired = [fd for fd, asking in self._asking.items() if asking.deadline <= now]
-        for fd in expired:
-            asking = self._asking.get(fd)
-            if asking is not None:  # a callback of an earlier one may have finished it
-                self._finish(self._open[fd], asking, TimeoutError())
+        for port in [port for port in self._asking.values() if port.deadline <= now]:
+            if port.question is not None:  # not finished by an earlier one's callback meanwhile
+                self._finish(port, TimeoutError())
         if self._asking and self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
@@ -288,13 +329,16 @@ class _UdpSockets:
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
-        asking, self._asking = self._asking, {}
-        for sock in list(self._open.values()):
-            self._close(sock)
+        asking, self._asking = list(self._asking.values()), {}
+        for port in list(self._open.values()):
+            self._close(port)
         for idle in self._idle.values():
             idle.clear()
-        for waiting in asking.values():
-            waiting.done(ConnectionAbortedError("socket closed"))
+        if not self._epoll.closed:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+        for port in asking:
+            port.done(ConnectionAbortedError("socket closed"))
 
 
 @dataclass(eq=False)
