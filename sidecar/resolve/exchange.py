@@ -1,7 +1,7 @@
 """Asking one upstream one question, over UDP or TCP, with reply matching that spoofing cannot
-pass: a reply counts only when it arrives from the upstream's address and port (connected
-sockets), on the random source port of that one question, with the ID we chose at random, with
-QR set and with our exact question.
+pass: a reply counts only when it arrives from the upstream's address and port, on the random
+source port of that one question, with the ID we chose at random, with QR set and with our exact
+question.
 
 UDP is callback-driven, because it is the forwarding hot path: `send_udp` writes the question on
 a socket of its own; the loop reads the socket itself (`add_reader`, no transport object) and
@@ -123,9 +123,9 @@ class QueryIds:
 
 
 def _disconnect_call() -> Callable[[int], int] | None:
-    """connect(2) with AF_UNSPEC, which dissolves a UDP socket's association and, for a port the
-    kernel chose, gives the port back: the next connect picks a fresh random one. It returns 0
-    on success. None where the C library cannot be reached."""
+    """connect(2) with AF_UNSPEC, which, for a UDP socket whose port the kernel chose, gives the
+    port back: the next send picks a fresh random one. It returns 0 on success. None where the C
+    library cannot be reached."""
     try:
         connect = ctypes.CDLL(None, use_errno=True).connect
     except (OSError, AttributeError):
@@ -147,7 +147,7 @@ class _Port:
     gets the outcome, and its deadline (loop time). Kept per socket rather than made per
     question: the question path allocates nothing it can avoid."""
 
-    __slots__ = ("deadline", "done", "fd", "idle", "qid", "question", "sock")
+    __slots__ = ("deadline", "done", "fd", "idle", "qid", "question", "sock", "upstream")
 
     def __init__(self, sock: socket.socket, idle: list[_Port]) -> None:
         self.sock = sock
@@ -157,14 +157,17 @@ class _Port:
         self.qid = b""
         self.done: Done | None = None
         self.deadline = 0.0
+        self.upstream: tuple = ()  # the upstream's address, as recvfrom gives a sender's
 
 
 class _UdpSockets:
-    """UDP questions, one per port: every question connects a socket of its own to its upstream,
-    so the kernel binds it to a random ephemeral port for just that question, and is
-    disconnected once answered (or timed out), which frees the port. A socket is then lent to the
-    next question with a new port, so sockets are made and closed rarely while no port carries
-    two questions at once. An attacker must guess the port and the ID of one question in flight.
+    """UDP questions, one per port: every question is sent from a socket of its own that has no
+    port yet, so the kernel binds it to a random ephemeral port for just that question; once the
+    question is answered (or times out) the port is given back (`_DISCONNECT`) and the socket is
+    lent to the next question, which gets a new port. Sockets are made and closed rarely, and no
+    port carries two questions at once. A reply counts only from the upstream's address and port
+    (compared here: the sockets are not connected, which would cost a system call a question).
+    An attacker must guess the port and the ID of one question in flight.
 
     The sockets are watched through an epoll set of their own, which the loop watches: one
     wake-up of the loop reads every socket with a reply, and an error on one socket (after which
@@ -194,17 +197,13 @@ class _UdpSockets:
              done: Done) -> None:
         """Ask on a socket of its own. The question leaves at the end of this loop turn with the
         others of the turn, so the upstream is woken for them together rather than once each;
-        a refusal then reaches `done` as its OSError. Raises OSError (`OutOfSockets` when no
-        socket can be made) when no socket can be connected at all."""
+        a refusal then reaches `done` as its OSError. Raises `OutOfSockets` when no socket can
+        be made."""
         idle = self._idle[family]
         port = idle.pop() if idle else self._new_port(family)
-        try:
-            port.sock.connect(address)
-        except OSError:
-            self._close(port)
-            raise
         qid = self._ids.new()
         port.question, port.qid, port.done, port.deadline = question, qid, done, self._loop.time() + timeout
+        port.upstream = address
         self._asking[port.fd] = port
         if not self._queued:
             self._loop.call_soon(self._flush)
@@ -221,23 +220,28 @@ class _UdpSockets:
             if port.question is None:
                 continue  # closed meanwhile; whoever waited has been told
             try:
-                port.sock.send(request)
+                port.sock.sendto(request, port.upstream)
             except OSError:
                 self._move(port, request)
 
     def _move(self, port: _Port, request: bytes) -> None:
+        """Ask `port`'s question again from a new socket, once; its outcome goes where it would."""
         question, qid, done, deadline = port.question, port.qid, port.done, port.deadline
         del self._asking[port.fd]
-        address = port.sock.getpeername()
+        address, family = port.upstream, port.sock.family
         self._close(port)
         try:
-            port = self._new_port(port.sock.family)
-            port.question, port.qid, port.done, port.deadline = question, qid, done, deadline
-            self._asking[port.fd] = port
-            port.sock.connect(address)
-            port.sock.send(request)
+            moved = self._new_port(family)
         except OSError as exc:
-            self._finish(port, exc)
+            done(exc)
+            return
+        moved.question, moved.qid, moved.done, moved.deadline = question, qid, done, deadline
+        moved.upstream = address
+        self._asking[moved.fd] = moved
+        try:
+            moved.sock.sendto(request, address)
+        except OSError as exc:
+            self._finish(moved, exc)
 
     def _new_port(self, family: int) -> _Port:
         try:
@@ -265,7 +269,7 @@ class _UdpSockets:
             sock, question = port.sock, port.question
             while True:
                 try:
-                    data = sock.recv(MAX_REPLY)
+                    data, sender = sock.recvfrom(MAX_REPLY)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError as exc:
@@ -273,7 +277,7 @@ class _UdpSockets:
                         self._finish(port, exc)
                         break
                     continue
-                if data[:2] == port.qid and len(data) >= 12 and question.answers(data):
+                if data[:2] == port.qid and sender == port.upstream and len(data) >= 12 and question.answers(data):
                     self._finish(port, data)
                     break
 
