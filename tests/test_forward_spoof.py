@@ -84,6 +84,7 @@ def test_every_question_leaves_from_its_own_random_port(upstream) -> None:
     on_uvloop(ask, upstream)
     ports = Counter(addr[1] for _, addr in upstream.seen)
     ids = {query.id for query, _ in upstream.seen}
+    print(f"2,000 questions: {len(ports)} source ports, at most {max(ports.values())} on one, {len(ids)} IDs")
     assert len(upstream.seen) == 2000
     assert len(ports) >= 1500 and max(ports.values()) <= 3, ports.most_common(3)
     assert len(ids) >= 1900  # random 16-bit IDs: a few repeat
