@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import fuzz
 import probes
 from daemons import HOST, Server, free_port, start_dnsmasq, start_sidecar
 from dataset import OVERRIDES, WORKLOADS, DataSet
@@ -32,9 +33,9 @@ LATENCY_SHARE = 0.8  # latency is compared at 80% of our own max rate, where bot
 # round's p99 swings by a factor of three (a stall of a few ms anywhere on the machine lifts it),
 # so latency takes the median of five.
 FULL = {"seconds": 1.0, "rounds": 20, "latency_seconds": 2.0, "latency_rounds": 5, "records": 100_000,
-        "containers": 10_000, "idle_seconds": 5.0, "swap_seconds": 40.0}
+        "containers": 10_000, "idle_seconds": 5.0, "swap_seconds": 40.0, "junk": 100_000}
 QUICK = {"seconds": 2.0, "rounds": 1, "latency_seconds": 1.0, "latency_rounds": 1, "records": 20_000,
-         "containers": 1_000, "idle_seconds": 1.0, "swap_seconds": 20.0}
+         "containers": 1_000, "idle_seconds": 1.0, "swap_seconds": 20.0, "junk": 10_000}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--containers", type=int, help="containers' records held for the memory and event rows")
     parser.add_argument("--idle-seconds", type=float, help="how long idle CPU is measured")
     parser.add_argument("--swap-seconds", type=float, help="longest wait for each zonefile load")
+    parser.add_argument("--junk", type=int, help="distinct 4 kB junk datagrams of the memory row")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="workers of the second dns-sidecar (default: cores; below 2: not run)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="where latest.json/.png go")
@@ -145,13 +147,14 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict:
         idle = {"ours_pct": probes.idle_cpu(ours, args.idle_seconds),
                 "dnsmasq_pct": probes.idle_cpu(theirs, args.idle_seconds), "seconds": args.idle_seconds}
         swap = probes.zone_swap(workdir, args.records, upstream.port, args.swap_seconds)
+        junk = fuzz.junk_flood(workdir, upstream.port, args.junk)
     finally:
         for server in reversed(servers):
             server.stop()
     big = workdir / "swap-zones" / "big.test.zone"
     return {"machine": machine(), "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
             "workloads": workloads, "idle_cpu": idle, "zone_swap": swap, "zone_build": probes.zone_build(big),
-            "memory": probes.memory(args.containers, free_port()),
+            "memory": probes.memory(args.containers, free_port()), "junk_flood": junk,
             "event_latency": None if args.no_events else event_latency(args.quick, args.containers)}
 
 
@@ -178,6 +181,10 @@ def table(results: dict) -> str:
                  f"max {swap['max_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s | |")
     lines.append(f"| {mem['containers']:,} containers ({mem['records']:,} records): resident memory | "
                  f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | | |")
+    junk = results["junk_flood"]
+    lines.append(f"| {junk['datagrams']:,} distinct {junk['size']:,}-byte junk datagrams: resident memory | "
+                 f"+{junk['added_mb']} MB | | | {junk['rss_before_mb']} -> {junk['rss_after_mb']} MB, "
+                 f"{junk['tracebacks']} tracebacks | | |")
     lines.append(f"| idle CPU over {idle['seconds']:g} s | {idle['ours_pct']}% | {idle['dnsmasq_pct']}% | | | | |")
     event = results["event_latency"]
     if event is not None:

@@ -1,7 +1,6 @@
 """Datagrams by the batch: one recvmmsg(2) reads up to `SLOTS` queries and one sendmmsg(2) sends
-a loop turn's replies (`DatagramBatch`, the listener's side) or a loop turn's questions to one
-upstream (`QuestionBatch`), where recvfrom/sendto cost a system call, a Python call and an
-address tuple built and parsed again per datagram. Under load that is a fifth of the CPU a
+a loop turn's replies (`DatagramBatch`, the listener's side), where recvfrom/sendto cost a system
+call, a Python call and an address tuple built and parsed again per datagram. Under load that is a fifth of the CPU a
 repeat query costs (bench/). Linux only, through ctypes: `open` returns None elsewhere, and
 callers go datagram by datagram.
 
@@ -28,7 +27,6 @@ from .wire import OUR_UDP_SIZE
 
 SLOTS = 64
 SLOT_SIZE = 4096  # a bigger query is no query anyone sends: it arrives cut (MSG_TRUNC) and is dropped
-QUESTION_SLOT_SIZE = 512  # a question we send upstream: header, a name of at most 255 bytes, our OPT
 NAME_SIZE = 28  # struct sockaddr_in6, the larger of the two
 CONTROL_SIZE = 64  # room for one pktinfo control message either way
 MSG_DONTWAIT = 0x40
@@ -136,7 +134,6 @@ def _header_fields(count: int) -> struct.Struct:
 _FIELDS = [_header_fields(count) for count in range(SLOTS + 1)]
 # Where each slot's datagram starts: zipped with a batch's messages, which are fewer (strict=False).
 _DATA_OFFSETS = range(0, SLOTS * SLOT_SIZE, SLOT_SIZE)
-_QUESTION_OFFSETS = range(0, SLOTS * QUESTION_SLOT_SIZE, QUESTION_SLOT_SIZE)
 
 
 class DatagramBatch:
@@ -252,15 +249,6 @@ class DatagramBatch:
             start = i * CONTROL_SIZE + _CMSG.size
             self._in.controls_view[start : start + len(data)] = data
 
-    def datagrams_or_cut(self) -> tuple[list[bytes], bool]:
-        """As `datagrams`, but one that was cut comes as the `SLOT_SIZE` bytes that fit: for
-        replies, whose header is still good and whose caller can ask again (over TCP). The flag
-        says whether any was cut, so a caller need not look at each in the common case."""
-        fields = _FIELDS[self._count].unpack_from(self._in.headers_view)
-        data = self._in.data
-        return ([data[at : at + length] for at, length in zip(_DATA_OFFSETS, fields[1::2], strict=False)],
-                any(fields[::2]))
-
     def senders(self) -> list[bytes]:
         """Each sender's address as the kernel gave it (a sockaddr), to send its reply to."""
         return list(map(self._in.names.__getitem__, self._sender_slices[: self._count]))
@@ -342,32 +330,3 @@ def _send_queued(fd: int, headers: int, count: int) -> list[tuple[int, int]]:
         failed.append((start, code))
         start += 1
     return failed
-
-
-class QuestionBatch:
-    """The questions asked of one upstream during a loop turn, sent on its connected socket with
-    one sendmmsg: the upstream is woken once for them, not once per question."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        assert AVAILABLE
-        self._fd = sock.fileno()
-        self._ring = _Ring(QUESTION_SLOT_SIZE, 0, False)  # connected: no address per message
-
-    @classmethod
-    def open(cls, sock: socket.socket) -> QuestionBatch | None:
-        """A batch for `sock`, or None where the system calls are not there (not Linux)."""
-        return cls(sock) if AVAILABLE else None
-
-    def send(self, messages: list[bytes]) -> list[tuple[int, OSError]]:
-        """Send `messages` in order; the index and error of each one the kernel refused."""
-        ring = self._ring
-        failed: list[tuple[int, OSError]] = []
-        for first in range(0, len(messages), SLOTS):
-            chunk = messages[first : first + SLOTS]
-            for k, at, data in zip(range(SLOTS), _QUESTION_OFFSETS, chunk, strict=False):
-                size = len(data)
-                ring.data_view[at : at + size] = data
-                ring.iov_lengths[k] = size
-            failed += [(first + k, OSError(code, os.strerror(code)))
-                       for k, code in _send_queued(self._fd, ring.address, len(chunk))]
-        return failed

@@ -19,6 +19,9 @@ from .outcome import Answer
 HEADER = struct.Struct("!HHHHHH")
 OUR_UDP_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation on every common path
 MIN_UDP_SIZE = 512
+# A plain query is a header, a name of at most 255 bytes and an OPT record whose options (a
+# cookie, padding) fit in the rest: anything longer takes the parser and is never a cache key.
+MAX_PLAIN_QUERY = 512
 DO_BIT = 0x8000
 BADVERS = 16  # RFC 6891: an extended rcode, its upper eight bits carried in the OPT record
 _QR, _OPCODE_MASK, _TC = 0x8000, 0x7800, 0x0200
@@ -45,8 +48,9 @@ class QuestionKey:
 
 def question_key(data: bytes) -> QuestionKey | None:
     """The packet-cache key of a plain query, or None when the packet needs the full parser
-    (not a query, several questions, compression in the question, other additional records)."""
-    if len(data) < 17:
+    (not a query, several questions, compression in the question, other additional records,
+    anything after them, over `MAX_PLAIN_QUERY` bytes)."""
+    if not 17 <= len(data) <= MAX_PLAIN_QUERY:
         return None
     flags, qdcount, ancount, nscount, arcount = _FLAGS_AND_COUNTS.unpack_from(data, 2)
     if flags & (_QR | _OPCODE_MASK) or qdcount != 1 or ancount or nscount or arcount > 1:
@@ -67,7 +71,8 @@ def question_key(data: bytes) -> QuestionKey | None:
     if arcount == 0:
         return QuestionKey(data[2:12] + data[12:qend].lower(), qend) if qend == end else None
     # Exactly one additional record: it must be a root-owned OPT; keep size and DO bit only.
-    if end < qend + 11 or data[qend] != 0 or data[qend + 1 : qend + 3] != b"\x00\x29":
+    if end < qend + 11 or data[qend] != 0 or data[qend + 1 : qend + 3] != b"\x00\x29" \
+            or qend + 11 + _SHORT.unpack_from(data, qend + 9)[0] != end:
         return None
     edns = data[qend + 3 : qend + 5] + bytes((data[qend + 7] & 0x80, data[qend + 6]))
     return QuestionKey(data[2:12] + data[12:qend].lower() + edns, qend)

@@ -4,12 +4,11 @@ datagram too large for a slot is refused rather than read cut."""
 
 import socket
 import struct
-import time
 from collections.abc import Iterator
 
 import pytest
 
-from sidecar.batchio import AVAILABLE, CONTROL_SIZE, SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
+from sidecar.batchio import AVAILABLE, CONTROL_SIZE, SLOT_SIZE, SLOTS, DatagramBatch
 from sidecar.pktinfo import IP_PKTINFO
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="recvmmsg/sendmmsg are Linux system calls")
@@ -90,18 +89,6 @@ def test_a_datagram_larger_than_a_slot_is_refused_not_cut(loopback):
     receive_all(batch, 2)
     assert batch.datagrams() == [None, b"small"]
     assert batch.queries() is None  # a batch with a cut datagram is not answered in place
-    # a reader of replies keeps what fitted (and asks again over TCP), and is told one was cut
-    replies, cut = batch.datagrams_or_cut()
-    assert [len(d) for d in replies] == [SLOT_SIZE, 5] and cut
-
-
-def test_a_batch_that_fitted_says_none_was_cut(loopback):
-    server, batch, client = loopback
-    client.sendto(b"x" * SLOT_SIZE, server.getsockname())
-    client.sendto(b"small", server.getsockname())
-    receive_all(batch, 2)
-    replies, cut = batch.datagrams_or_cut()
-    assert [len(d) for d in replies] == [SLOT_SIZE, 5] and not cut
 
 
 def test_ipv6_senders_are_spelled_as_recvfrom_spells_them():
@@ -233,18 +220,3 @@ def test_on_a_wildcard_socket_replies_in_place_leave_from_the_address_each_query
     assert client.recvfrom(100) == (b"08 later", ("127.0.0.8", port))
     server.close()
     client.close()
-
-
-def test_a_question_the_kernel_refuses_costs_that_question_only():
-    """A connected socket whose upstream port is closed: the ICMP error is reported to the next
-    send, which fails alone; the questions after it still leave."""
-    nobody = udp(socket.AF_INET, ("127.0.0.1", 0))
-    port = nobody.getsockname()[1]
-    nobody.close()
-    upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    upstream.connect(("127.0.0.1", port))
-    upstream.send(b"first")  # answered by ICMP port unreachable, queued on the socket
-    time.sleep(0.1)
-    failed = QuestionBatch(upstream).send([b"second", b"third"])
-    assert [(index, type(exc)) for index, exc in failed] == [(0, ConnectionRefusedError)]
-    upstream.close()

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 
 TINY = ["--quick", "--workers", "2", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000",
-        "--containers", "100", "--idle-seconds", "0.2", "--swap-seconds", "20", "--no-events"]
+        "--containers", "100", "--idle-seconds", "0.2", "--swap-seconds", "20", "--junk", "2000", "--no-events"]
 
 
 @pytest.mark.slow
@@ -40,6 +40,8 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     assert results["memory"]["containers"] == 100 and results["memory"]["records"] == 500
     assert results["memory"]["rss_mb"] > results["memory"]["rss_before_mb"] > 0
     assert set(results["idle_cpu"]) == {"ours_pct", "dnsmasq_pct", "seconds"}
+    junk = results["junk_flood"]
+    assert junk["datagrams"] == 2000 and junk["rss_after_mb"] > 0 and junk["tracebacks"] == 0
 
     table = [line for line in result.stdout.splitlines() if line.startswith("|")]
     assert table[0].startswith("| workload | dns-sidecar, 1 / 2 workers | dnsmasq | ratio")
@@ -47,3 +49,13 @@ def test_quick_benchmark_writes_table_json_and_chart(tmp_path):
     assert all(line.count("k ·") == 1 and line.split("|")[6].strip().endswith("k") for line in table[2:5])
     assert any("resident memory" in line for line in table)
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(not shutil.which("dnsmasq"), reason="needs dnsmasq")
+def test_the_seeded_fuzz_run_reports_a_clean_server():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "fuzz.py"), "--packets", "3000", "--seed", "3"],
+                            capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["sent"] == 3000 and report["probes"] == 6 and report["seed"] == 3
+    assert report["alive"] and report["still_answers"] and report["tracebacks"] == 0 and report["errors"] == 0

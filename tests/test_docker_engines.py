@@ -9,13 +9,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import shutil
+import subprocess
 import urllib.request
 from collections.abc import Callable
 
 import docker
 import pytest
 import yaml
-from composefile import compose
 from conftest import wait_for
 from daemons import free_port
 from dockerd import IMAGE, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
@@ -154,6 +154,12 @@ COMPOSE_FILE = {
     },
     "networks": {"front": {}, "back": {}},
 }
+
+
+def compose(*args: str, cwd, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Debian's `docker-compose` (v1) run on the engine `env` names."""
+    return subprocess.run(["docker-compose", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=180, check=False)
 
 
 @pytest.mark.docker

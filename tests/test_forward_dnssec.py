@@ -14,7 +14,7 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest
-from conftest import Daemon, knot_serving
+from conftest import Daemon, knot_serving, query
 
 ZONE = """$ORIGIN signed.test.
 $TTL 300
@@ -22,6 +22,7 @@ $TTL 300
 @    IN NS  ns.signed.test.
 ns   IN A   192.0.2.53
 www  IN A   192.0.2.80
+alias IN CNAME www
 """
 
 
@@ -65,3 +66,16 @@ def test_negative_answers_cached_for_the_soa_minimum(knot, sidecar) -> None:
     assert [r.rdtype for r in again.authority] == [dns.rdatatype.SOA]
     assert again.authority[0].ttl <= 60
     assert server.query("www.signed.test", "AAAA").rcode() == dns.rcode.NOERROR
+
+
+def test_negative_proofs_and_cname_chains_pass_whole(knot, sidecar) -> None:
+    """The scrubber keeps what a real signed zone sends: an NXDOMAIN's and a NODATA's SOA, NSEC
+    records and their RRSIGs, and a CNAME chain with its signatures, as Knot sends them."""
+    server = sidecar("--forward", f"signed.test={knot.host}:{knot.port}")
+    for name, rdtype in (("missing.signed.test", "A"), ("www.signed.test", "TXT"), ("alias.signed.test", "A")):
+        direct = query(knot.host, knot.port, name, rdtype, want_dnssec=True)
+        relayed = server.query(name, rdtype, want_dnssec=True)
+        assert relayed.rcode() == direct.rcode()
+        for section in ("answer", "authority"):
+            assert sorted(map(str, getattr(relayed, section))) == sorted(map(str, getattr(direct, section)))
+        assert any(r.rdtype == dns.rdatatype.RRSIG for r in relayed.authority or relayed.answer)

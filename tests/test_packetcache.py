@@ -3,6 +3,9 @@ IDs and question case come from the asker, TTLs count down, swaps and expiry ret
 
 from __future__ import annotations
 
+import random
+import tracemalloc
+
 import dns.edns
 import dns.message
 import dns.rrset
@@ -183,3 +186,34 @@ def test_a_zone_swap_empties_the_ready_tables():
     store(cache, query, None, generation=2, ttl=60)
     cache.answer(query, SUFFIX, 2)
     assert dns.message.from_wire(batch_reply(cache, query, generation=2)).answer[0].ttl == 60
+
+
+def junk(i: int, size: int = 4000) -> list[bytes]:
+    """Three kinds of datagram that are not a plain question, each distinct by `i`: random
+    bytes; a good question and OPT with junk after them; a good question with a huge OPT."""
+    rng = random.Random(i)
+    noise = rng.randbytes(size)
+    good = make_query(f"j{i}.dev.test.", qid=i, use_edns=0, payload=1232)
+    huge_opt = good[:-2] + (size - len(good)).to_bytes(2, "big") + noise[: size - len(good)]
+    return [noise, good + noise[: size - len(good)], huge_opt]
+
+
+def test_junk_datagrams_never_become_keys():
+    """What is not a plain question misses, and nothing of it is kept: 1,500 distinct 4 kB junk
+    datagrams leave the cache's memory as it was (a key per datagram would hold 6 MB)."""
+    cache = PacketCache()
+    store(cache, make_query(), None)
+    assert cache.answer(make_query(qid=9), SUFFIX, 1) is not None  # the cache works meanwhile
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for i in range(500):
+            for datagram in junk(i):
+                assert cache.answer(datagram, SUFFIX, 1) is None
+        cache.last_miss = (b"", b"")  # the one reference kept on purpose: the latest miss
+        grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename")
+                    if stat.traceback[0].filename.endswith("packetcache.py"))
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000
+    assert dns.message.from_wire(cache.answer(make_query(qid=10), SUFFIX, 1)).id == 10

@@ -1,46 +1,54 @@
 """Asking one upstream one question, over UDP or TCP, with reply matching that spoofing cannot
-pass: a reply counts only when it arrives from the upstream's address (connected sockets), with
-the ID we chose at random and with our exact question.
+pass: a reply counts only when it arrives from the upstream's address and port, on the random
+source port of that one question, with the ID we chose at random, with QR set and with our exact
+question.
 
 UDP is callback-driven, because it is the forwarding hot path: `send_udp` writes the question on
-a pooled socket; the loop reads the socket itself (`add_reader`, no transport
-object) and hands the reply, or the error, to the caller's callback. No task, future or
-`wait_for` per question: together they cost more than the two system calls.
-
-The pool holds a few connected sockets per upstream instead of a socket per query: opening and
-closing a socket per question costs more than the rest of the forwarding path together. Each
-socket gets a random source port from the kernel (Linux randomizes ephemeral UDP ports) and is
-replaced after `ROTATE_AFTER` queries or `ROTATE_SECONDS`, so the port an attacker must guess
-keeps moving. TCP (after a truncated UDP reply) keeps one pipelined connection per upstream open
-while it is busy, so a burst of large answers pays for one handshake."""
+a socket of its own; the loop reads the socket itself (`add_reader`, no transport object) and
+hands the reply, or the error, to the caller's callback. No task, future or `wait_for` per
+question: together they cost more than the system calls. TCP (after a truncated UDP reply) keeps
+one pipelined connection per upstream open while it is busy, so a burst of large answers pays
+for one handshake."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import errno
 import os
+import select
 import socket
 import struct
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from dnslib import DNSLabel
 
-from ..batchio import SLOT_SIZE, SLOTS, DatagramBatch, QuestionBatch
 from ..endpoint import Endpoint
 from ..wire import HEADER, OUR_OPT, frame, same_question
 
-POOL_SIZE = 4
-ROTATE_AFTER = 5_000
-ROTATE_SECONDS = 60.0
 SWEEP_SECONDS = 0.05
 TCP_IDLE_SECONDS = 10.0
 MAX_REPLY = 65535
+MAX_QUOTE = 1024  # of an ICMP error's quote: more than any question we send
+MAX_EVENTS = 256  # sockets read per wake-up
+MAX_IDLE_SOCKETS = 256  # kept open between questions; more are made while more are in flight
+# IP_RECVERR / IPV6_RECVERR (linux/in.h, linux/in6.h): ICMP errors are queued with their quote
+_RECVERR = {socket.AF_INET: (socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11)),
+            socket.AF_INET6: (socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25))}
+_MSG_ERRQUEUE = getattr(socket, "MSG_ERRQUEUE", 0x2000)
+_OUT_OF_SOCKETS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 _RD = 0x0100
 TC = 0x02  # the truncation bit, in the header's third byte
 
 Outcome = bytes | Exception
 Done = Callable[[Outcome], None]
+
+
+class OutOfSockets(OSError):
+    """No socket could be made for a question: this machine's limit, not the upstream's fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,10 @@ class Question:
         found = reply[12:end]
         return found == self._wire or same_question(found, self._wire)  # the first test is the common case
 
+    def sent_in(self, datagram: bytes) -> bool:
+        """Whether `datagram` (what an ICMP error quotes) holds this question as we sent it."""
+        return datagram[12 : self.end] == self._wire
+
 
 class QueryIds:
     """Unpredictable query IDs from the kernel's CSPRNG, drawn a few thousand at a time: one
@@ -99,7 +111,7 @@ class QueryIds:
     def __init__(self) -> None:
         self._ids: list[bytes] = []
 
-    def new(self, taken: dict[bytes, object]) -> bytes:
+    def new(self, taken: Container[bytes] = ()) -> bytes:
         ids = self._ids
         while True:
             if not ids:
@@ -110,179 +122,227 @@ class QueryIds:
                 return qid
 
 
-Waiting = tuple[Question, Done, float]  # the question, who gets the outcome, its deadline (loop time)
+def _disconnect_call() -> Callable[[int], int] | None:
+    """connect(2) with AF_UNSPEC, which, for a UDP socket whose port the kernel chose, gives the
+    port back: the next send picks a fresh random one. It returns 0 on success. None where the C
+    library cannot be reached."""
+    try:
+        connect = ctypes.CDLL(None, use_errno=True).connect
+    except (OSError, AttributeError):
+        return None
+    connect.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+    unspec = bytes(16)  # a zeroed sockaddr: sa_family AF_UNSPEC
+
+    def disconnect(fd: int) -> int:
+        return connect(fd, unspec, 16)
+
+    return disconnect
 
 
-class _UdpSocket:
-    """One connected, non-blocking socket and the questions waiting on it, by ID.
+_DISCONNECT = _disconnect_call() if sys.platform.startswith("linux") else None
+
+
+class _Port:
+    """One socket and the one question it is lent to (None between questions): its ID, who
+    gets the outcome, and its deadline (loop time). Kept per socket rather than made per
+    question: the question path allocates nothing it can avoid."""
+
+    __slots__ = ("deadline", "done", "fd", "idle", "qid", "question", "sock", "upstream")
+
+    def __init__(self, sock: socket.socket, idle: list[_Port]) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.idle = idle  # where it waits between questions (one list per address family)
+        self.question: Question | None = None
+        self.qid = b""
+        self.done: Done | None = None
+        self.deadline = 0.0
+        self.upstream: tuple = ()  # the upstream's address, as recvfrom gives a sender's
+
+
+class _UdpSockets:
+    """UDP questions, one per port: every question is sent from a socket of its own that has no
+    port yet, so the kernel binds it to a random ephemeral port for just that question; once the
+    question is answered (or times out) the port is given back (`_DISCONNECT`) and the socket is
+    lent to the next question, which gets a new port. Sockets are made and closed rarely, and no
+    port carries two questions at once. A reply counts only from the upstream's address and port
+    (compared here: the sockets are not connected, which would cost a system call a question).
+    An attacker must guess the port and the ID of one question in flight.
+
+    The sockets are watched through an epoll set of their own, which the loop watches: one
+    wake-up of the loop reads every socket with a reply, and an error on one socket (after which
+    libuv would stop watching a socket it watched itself) never reaches the loop.
 
     Timeouts are found by a sweep every `SWEEP_SECONDS` while anything waits, not by a timer per
-    question: arming and cancelling a timer would cost more per question than the whole sweep. A
-    timeout therefore fires up to `SWEEP_SECONDS` late; with nothing waiting, no timer runs."""
+    question: a timeout fires up to `SWEEP_SECONDS` late; with nothing waiting, no timer runs.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, upstream: Endpoint) -> None:
-        family = socket.AF_INET6 if ":" in upstream.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            sock.setblocking(False)
-            sock.connect((upstream.host, upstream.port))
-        except OSError:
-            sock.close()
-            raise
-        self._sock = sock
+    An ICMP error (port or host unreachable) is read from the socket's error queue, where the
+    kernel keeps what the error quotes of the datagram it answers; it fails the question only
+    when that quote is this question's own (its ID and question), so a forged error must guess
+    both port and ID, as a forged reply must. An error that quotes too little is ignored: the
+    question then times out."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ids: QueryIds) -> None:
         self._loop = loop
-        self._batch = QuestionBatch.open(sock)
-        self._replies = DatagramBatch.open(sock, destinations=False)
-        self.queued: list[bytes] = []  # questions to send at the end of this loop turn
-        self.pending: dict[bytes, Waiting] = {}  # by ID
-        self.sent = 0
-        self.retire_at = loop.time() + ROTATE_SECONDS
-        self.retired = False
+        self._ids = ids
+        self._idle: dict[int, list[_Port]] = {socket.AF_INET: [], socket.AF_INET6: []}
+        self._asking: dict[int, _Port] = {}  # the ports lent to a question, by fd
+        self._open: dict[int, _Port] = {}  # every port made and not closed, by fd
         self._sweep_timer: asyncio.TimerHandle | None = None
-        loop.add_reader(sock.fileno(), self._readable)
+        self._queued: list[tuple[_Port, bytes]] = []  # questions to send at the end of this loop turn
+        self._epoll = select.epoll()
+        loop.add_reader(self._epoll.fileno(), self._ready)
 
-    def send(self, qid: bytes, question: Question, dnssec_ok: bool, deadline: float, done: Done) -> None:
-        """Batched, the question leaves with the others of this loop turn, and a refusal reaches
-        `done` as its OSError; otherwise it leaves now, and a refusal raises OSError here."""
-        request = question.request(qid, dnssec_ok)
-        if self._batch is None:
-            self._sock.send(request)
-        else:
-            if not self.queued:
-                self._loop.call_soon(self._flush)
-            self.queued.append(request)
-        self.sent += 1
-        self.pending[qid] = (question, done, deadline)
+    def send(self, family: int, address: tuple, question: Question, dnssec_ok: bool, timeout: float,
+             done: Done) -> None:
+        """Ask on a socket of its own. The question leaves at the end of this loop turn with the
+        others of the turn, so the upstream is woken for them together rather than once each;
+        a refusal then reaches `done` as its OSError. Raises `OutOfSockets` when no socket can
+        be made."""
+        idle = self._idle[family]
+        port = idle.pop() if idle else self._new_port(family)
+        qid = self._ids.new()
+        port.question, port.qid, port.done, port.deadline = question, qid, done, self._loop.time() + timeout
+        port.upstream = address
+        self._asking[port.fd] = port
+        if not self._queued:
+            self._loop.call_soon(self._flush)
+        self._queued.append((port, question.request(qid, dnssec_ok)))
         if self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
 
     def _flush(self) -> None:
-        queued, self.queued = self.queued, []
-        if self._sock.fileno() == -1:
-            return  # closed meanwhile: whoever waited has been told
-        for index, exc in self._batch.send(queued):
-            waiting = self.pending.pop(queued[index][:2], None)  # a question starts with its ID
-            if waiting is not None:
-                waiting[1](exc)
-        self._close_if_idle()
+        """Send the questions of this loop turn. A send that fails on a lent socket may fail for
+        an error the socket got after its last question (sent to it just as that one was
+        answered): not this upstream's fault, so the question moves to a new socket once."""
+        queued, self._queued = self._queued, []
+        for port, request in queued:
+            if port.question is None:
+                continue  # closed meanwhile; whoever waited has been told
+            try:
+                port.sock.sendto(request, port.upstream)
+            except OSError:
+                self._move(port, request)
 
-    def _readable(self) -> None:
+    def _move(self, port: _Port, request: bytes) -> None:
+        """Ask `port`'s question again from a new socket, once; its outcome goes where it would."""
+        question, qid, done, deadline = port.question, port.qid, port.done, port.deadline
+        del self._asking[port.fd]
+        address, family = port.upstream, port.sock.family
+        self._close(port)
+        try:
+            moved = self._new_port(family)
+        except OSError as exc:
+            done(exc)
+            return
+        moved.question, moved.qid, moved.done, moved.deadline = question, qid, done, deadline
+        moved.upstream = address
+        self._asking[moved.fd] = moved
+        try:
+            moved.sock.sendto(request, address)
+        except OSError as exc:
+            self._finish(moved, exc)
+
+    def _new_port(self, family: int) -> _Port:
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            if exc.errno in _OUT_OF_SOCKETS:
+                raise OutOfSockets(exc.errno, f"no socket for an upstream question: {exc.strerror}") from None
+            raise
+        sock.setblocking(False)
+        level, option = _RECVERR[family]
+        sock.setsockopt(level, option, 1)
+        port = self._open[sock.fileno()] = _Port(sock, self._idle[family])
+        self._epoll.register(port.fd, select.EPOLLIN)
+        return port
+
+    def _ready(self) -> None:
+        asking = self._asking
+        for fd, _ in self._epoll.poll(0, MAX_EVENTS):
+            port = asking.get(fd)
+            if port is None:
+                port = self._open.get(fd)
+                if port is not None:
+                    self._drain(port)
+                continue
+            sock, question = port.sock, port.question
+            while True:
+                try:
+                    data, sender = sock.recvfrom(MAX_REPLY)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    if self._quoted_by_error(port):
+                        self._finish(port, exc)
+                        break
+                    continue
+                if data[:2] == port.qid and sender == port.upstream and len(data) >= 12 and question.answers(data):
+                    self._finish(port, data)
+                    break
+
+    @staticmethod
+    def _drain(port: _Port) -> None:
+        """Read out a socket lent to no question (a late reply, a late error): nothing is for it."""
         while True:
             try:
-                replies = self._receive()
-            except OSError as exc:
-                # A connected socket reports ICMP errors (port unreachable: nobody listens) for
-                # the socket, not per question: everyone waiting learns the upstream is not there.
-                self._fail_all(exc)
-                return
-            if not replies:
-                return
-            self._deliver(replies)
-            if self._sock.fileno() == -1 or (self._replies is not None and len(replies) < SLOTS):
-                return  # closed (retired and done), or read out
-
-    def _receive(self) -> list[bytes]:
-        """What has arrived: a batch of replies, or one reply, or none. A reply larger than a
-        batch slot (an upstream that ignored our EDNS size) is marked truncated, so it is asked
-        again over TCP."""
-        if self._replies is None:
-            try:
-                return [self._sock.recv(MAX_REPLY)]
+                port.sock.recv(MAX_REPLY)
             except (BlockingIOError, InterruptedError):
-                return []
-        if not self._replies.receive():
-            return []
-        replies, cut = self._replies.datagrams_or_cut()
-        if not cut:
-            return replies
-        return [data if len(data) < SLOT_SIZE else data[:2] + bytes((data[2] | TC,)) + data[3:] for data in replies]
+                break
+            except OSError:
+                _UdpSockets._quoted_by_error(port)
 
-    def _deliver(self, replies: list[bytes]) -> None:
-        pending = self.pending
-        for data in replies:
-            if len(data) < 12:
-                continue
-            qid = data[:2]
-            waiting = pending.get(qid)
-            if waiting is not None and waiting[0].answers(data):
-                del pending[qid]
-                waiting[1](data)
-                if self.retired and not pending:
-                    self.close()
-                    return
+    @staticmethod
+    def _quoted_by_error(port: _Port) -> bool:
+        """Read the socket's error queue out; whether an error in it quotes the datagram of the
+        question the socket is lent to."""
+        theirs = False
+        while True:
+            try:
+                quoted = port.sock.recvmsg(MAX_QUOTE, 512, _MSG_ERRQUEUE)[0]
+            except OSError:  # BlockingIOError once it is read out
+                return theirs
+            if port.question is not None and quoted[:2] == port.qid and port.question.sent_in(quoted):
+                theirs = True
+
+    def _finish(self, port: _Port, outcome: Outcome) -> None:
+        del self._asking[port.fd]
+        done = port.done
+        port.question = port.done = None
+        if _DISCONNECT is not None and len(port.idle) < MAX_IDLE_SOCKETS and not _DISCONNECT(port.fd):
+            port.idle.append(port)
+        else:
+            self._close(port)
+        done(outcome)
+
+    def _close(self, port: _Port) -> None:
+        if self._open.pop(port.fd, None) is not None:
+            port.sock.close()  # which takes it out of the epoll set
 
     def _sweep(self) -> None:
         """Time out every question past its deadline; come back while any still waits."""
         self._sweep_timer = None
         now = self._loop.time()
-        expired = [qid for qid, waiting in self.pending.items() if waiting[2] <= now]
-        for qid in expired:
-            waiting = self.pending.pop(qid)
-            waiting[1](TimeoutError())
-        if self.pending and self._sweep_timer is None and self._sock.fileno() != -1:
+        for port in [port for port in self._asking.values() if port.deadline <= now]:
+            if port.question is not None:  # not finished by an earlier one's callback meanwhile
+                self._finish(port, TimeoutError())
+        if self._asking and self._sweep_timer is None:
             self._sweep_timer = self._loop.call_later(SWEEP_SECONDS, self._sweep)
-        self._close_if_idle()
-
-    def _fail_all(self, exc: Exception) -> None:
-        pending, self.pending = self.pending, {}
-        self._close_if_idle()
-        for waiting in pending.values():
-            waiting[1](exc)
-
-    def retire(self) -> None:
-        """Take no new questions; close once the last one waiting is done."""
-        self.retired = True
-        self._close_if_idle()
-
-    def _close_if_idle(self) -> None:
-        if self.retired and not self.pending:
-            self.close()
 
     def close(self) -> None:
         if self._sweep_timer is not None:
             self._sweep_timer.cancel()
             self._sweep_timer = None
-        if self._sock.fileno() != -1:
-            self._loop.remove_reader(self._sock.fileno())
-            self._sock.close()
-        if self.pending:
-            self._fail_all(ConnectionAbortedError("socket closed"))
-
-
-class _UdpPool:
-    def __init__(self, loop: asyncio.AbstractEventLoop, upstream: Endpoint, ids: QueryIds) -> None:
-        self._loop = loop
-        self._upstream = upstream
-        self._ids = ids
-        self._slots: list[_UdpSocket | None] = [None] * POOL_SIZE
-        self._next = 0
-
-    def send(self, question: Question, dnssec_ok: bool, timeout: float, done: Done) -> None:
-        """On the socket of this loop turn: while its questions wait to leave together (batched),
-        the next question joins them there; the first of a turn goes to the pool's next socket."""
-        sock = self._slots[self._next]
-        if sock is None or not sock.queued:
-            sock = self._next_socket()
-        sock.send(self._ids.new(sock.pending), question, dnssec_ok, self._loop.time() + timeout, done)
-
-    def _next_socket(self) -> _UdpSocket:
-        """The pool's next socket, replaced when worn out (so its questions get a new random
-        port). Checked once a loop turn, not once a question: a socket may go a turn's worth of
-        questions past `ROTATE_AFTER`."""
-        index = self._next = (self._next + 1) % POOL_SIZE
-        sock = self._slots[index]
-        if sock is not None and (sock.sent >= ROTATE_AFTER or self._loop.time() >= sock.retire_at):
-            sock.retire()
-            sock = None
-        if sock is None:
-            sock = self._slots[index] = _UdpSocket(self._loop, self._upstream)
-        return sock
-
-    def close(self) -> None:
-        for sock in self._slots:
-            if sock is not None:
-                sock.close()
-        self._slots = [None] * POOL_SIZE
+        asking, self._asking = list(self._asking.values()), {}
+        for port in list(self._open.values()):
+            self._close(port)
+        for idle in self._idle.values():
+            idle.clear()
+        if not self._epoll.closed:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+        for port in asking:
+            port.done(ConnectionAbortedError("socket closed"))
 
 
 @dataclass(eq=False)
@@ -392,7 +452,8 @@ class Exchanger:
     """Sockets for every upstream asked so far, created on first use."""
 
     def __init__(self) -> None:
-        self._udp: dict[Endpoint, _UdpPool] = {}
+        self._udp: _UdpSockets | None = None
+        self._addresses: dict[Endpoint, tuple[int, tuple]] = {}  # family and socket address
         self._tcp: dict[Endpoint, _TcpChannel] = {}
         self._ids = QueryIds()
 
@@ -401,10 +462,14 @@ class Exchanger:
         """Ask over UDP; `done` gets the reply bytes, or the error (TimeoutError after `timeout`
         seconds, up to `SWEEP_SECONDS` late; an OSError from the socket), exactly once and never
         before this returns. Raises OSError when the question cannot be sent at all."""
-        pool = self._udp.get(upstream)
-        if pool is None:
-            pool = self._udp[upstream] = _UdpPool(asyncio.get_running_loop(), upstream, self._ids)
-        pool.send(question, dnssec_ok, timeout, done)
+        udp = self._udp
+        if udp is None:
+            udp = self._udp = _UdpSockets(asyncio.get_running_loop(), self._ids)
+        address = self._addresses.get(upstream)
+        if address is None:
+            family = socket.AF_INET6 if ":" in upstream.host else socket.AF_INET
+            address = self._addresses[upstream] = (family, (upstream.host, upstream.port))
+        udp.send(address[0], address[1], question, dnssec_ok, timeout, done)
 
     async def udp(self, upstream: Endpoint, question: Question, dnssec_ok: bool, timeout: float) -> bytes:
         """`send_udp` for a coroutine: the reply, or the error raised."""
@@ -423,7 +488,7 @@ class Exchanger:
         return await channel.ask(question, dnssec_ok, timeout)
 
     def close(self) -> None:
-        for closable in (*self._udp.values(), *self._tcp.values()):
+        for closable in (*((self._udp,) if self._udp is not None else ()), *self._tcp.values()):
             closable.close()
-        self._udp.clear()
+        self._udp = None
         self._tcp.clear()

@@ -24,10 +24,11 @@ from ..endpoint import Endpoint, parse_endpoint
 from ..errors import UpstreamError
 from ..outcome import Answer, Query
 from ..records import normalize_name
+from ..scrub import scrubbed
 from ..wire import answer_from_reply, without_opt
 from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
-from .exchange import TC, Exchanger, Outcome, Question
+from .exchange import TC, Exchanger, Outcome, OutOfSockets, Question
 from .health import Health
 from .upstreams import without_own
 
@@ -163,6 +164,8 @@ class Forwarder:
                 self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3],
                                         remaining if remaining < timeout else timeout, partial(self._on_udp, flight))
                 return
+            except OutOfSockets as exc:  # ours to fix, not the upstream's: it stays alive
+                flight.failed(f"{upstream}: {exc}")
             except OSError as exc:
                 self._upstream_failed(flight, upstream, exc)
         qname, qtype = flight.cache_key[:2]
@@ -223,8 +226,9 @@ class Forwarder:
             return
         try:
             relayed, smallest_ttl = without_opt(data, flight.question.end)
+            relayed = scrubbed(relayed, flight.question.end)
             # Nothing to cache (TTL 0): relayed as bytes, never parsed (two dnslib passes spared).
-            answer = None if self.cache.min_ttl == 0 and not smallest_ttl else answer_from_reply(data)
+            answer = None if self.cache.min_ttl == 0 and not smallest_ttl else answer_from_reply(relayed)
         except _PARSE_ERRORS as exc:
             flight.failed(f"{flight.asking}: unparseable reply ({exc})")
             self._try_next(flight)

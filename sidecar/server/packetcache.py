@@ -31,7 +31,7 @@ from ..wire import QuestionKey, count_down, patch_reply, question_key, ttl_offse
 FOREVER = float("inf")
 TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}  # a key's suffix: this byte, then the client's view
 TAG_TRANSPORT = {tag[0]: transport for transport, tag in TRANSPORT_TAG.items()}
-_UNKNOWN = QuestionKey(b"", 0)  # not looked up yet (None: looked up, not a plain query)
+_UNKNOWN = QuestionKey(b"", 0)  # not looked up yet
 _NO_TABLE: Mapping[bytes, object] = MappingProxyType({})  # for a client with no table (no view yet, refused)
 
 
@@ -62,7 +62,7 @@ class PacketCache:
         self._entries: dict[bytes, _Packed] = {}
         self._ready: dict[bytes, ReadyTable] = {}  # by key suffix; emptied, never replaced
         self._ready_generation = -1  # the zone generation the ready tables hold answers of
-        self._keys: dict[bytes, QuestionKey | None] = {}
+        self._keys: dict[bytes, QuestionKey] = {}  # plain questions only
         self._missed: dict[bytes, int] = {}
         self._puts = 0
         self.max_entries = max_entries
@@ -133,10 +133,14 @@ class PacketCache:
         or that it missed."""
         qkey = self._keys.get(exact, _UNKNOWN)
         if qkey is _UNKNOWN:
+            qkey = question_key(query)
+            if qkey is None:  # not a plain question: nothing of it is kept (junk must cost no memory)
+                self.last_miss = (query, exact)
+                return None
             if len(self._keys) >= self.max_entries:
                 self._keys.clear()
-            qkey = self._keys[exact] = question_key(query)
-        entry = None if qkey is None else self._live(qkey.key + suffix, generation)
+            self._keys[exact] = qkey
+        entry = self._live(qkey.key + suffix, generation)
         table = self.table(suffix)
         if entry is None:
             table.pop(query[2:], None)
