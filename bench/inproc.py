@@ -56,7 +56,7 @@ def container_fragment(i: int) -> Fragment:
         records.append(ZoneRecord(name, QTYPE.A, CONTAINER_TTL, A(outside), origin, None))
     reverse = ipaddress.ip_address(inside).reverse_pointer + "."
     records.append(ZoneRecord(reverse, QTYPE.PTR, CONTAINER_TTL, PTR(f"c{i}.docker."), origin, None))
-    return Fragment(tuple(records), {net: (ipaddress.ip_network(f"10.{i % NETWORKS}.0.0/16"),)})
+    return Fragment(tuple(records), {net: (ipaddress.ip_network(f"10.{i % NETWORKS}.0.0/16"),)}, yields=True)
 
 
 async def memory(containers: int, upstream_port: int) -> dict:
