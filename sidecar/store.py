@@ -74,7 +74,9 @@ class Store:
 
     def put_many(self, fragments: dict[str, Fragment], replace_prefix: str | None = None) -> Zone:
         """Replace several fragments in one swap; with `replace_prefix`, fragments of sources
-        under that prefix that are not given are removed (a full resync, built in full)."""
+        under that prefix that are not given are removed (a full resync, built in full). Events
+        follow a resync, so the index deltas need is made then, after the swap, rather than by
+        the first event."""
         with self._lock:
             changes: dict[str, Fragment | None] = {}
             if replace_prefix is not None:
@@ -82,7 +84,11 @@ class Store:
                            if key.startswith(replace_prefix) and key not in fragments}
             changes.update(fragments)
             self.loaded.update(fragments)
-            return self._change(changes, full=replace_prefix is not None)
+            zone = self._change(changes, full=replace_prefix is not None)
+            if replace_prefix is not None:
+                with collector_paused():
+                    self._builder.ready_for_deltas()
+            return zone
 
     def remove(self, source: str) -> Zone:
         with self._lock:

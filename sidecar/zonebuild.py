@@ -206,13 +206,13 @@ class ZoneBuilder:
                 or size > max(SMALL_CHANGE, self.zone.record_count // FULL_BUILD_SHARE)):
             self._store(changes)
             return self.build(generation)
-        self._index_for_deltas()
+        self.ready_for_deltas()
         return self._delta(changes, old, generation)
 
     # -- in full --------------------------------------------------------------------------
 
     def build(self, generation: int) -> tuple[Zone, list[str]]:
-        """Merge every fragment into a new zone. The delta index is left to `_index_for_deltas`,
+        """Merge every fragment into a new zone. The delta index is left to `ready_for_deltas`,
         made when a delta first needs it: a zonefile reload followed by another pays for none."""
         warnings: list[str] = []
         self._cuts = _Cuts(*_soas(self.fragments, warnings))
@@ -298,7 +298,7 @@ class ZoneBuilder:
         _count(((name, nodes[name]) for name in mixed), warnings)
         return nodes, count, withheld
 
-    def _index_for_deltas(self) -> None:
+    def ready_for_deltas(self) -> None:
         """Make the delta index, if the last full build left it to be made: the sources giving
         each name, how many names lie just below each name, and the name index laid out in
         shards (a full build makes it in one piece; the node objects stay the zone's)."""
