@@ -5,7 +5,7 @@ pushed through the Store API the way the Docker source does (one fragment per co
 resync); reports resident memory before and after. Then every container is stopped and started
 again, one event at a time as the Docker source applies them: what each zone change costs
 (p50/p99) and the memory after all of them.
-`zone-build FILE`: how long parsing a zonefile and `Zone.build` take, the work done at swap time
+`zone-build FILE`: how long parsing a zonefile and `build_zone` take, the work done at swap time
 off the event loop."""
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from sidecar.endpoint import Endpoint
 from sidecar.records import ZoneRecord
 from sidecar.sources.files import parse_file
 from sidecar.store import Store, collector_paused
-from sidecar.zone import Fragment, Zone
+from sidecar.zone import Fragment
+from sidecar.zonebuild import build_zone
 
 NETWORKS = 50
 CONTAINER_TTL = 10
@@ -107,7 +108,7 @@ def zone_build(path: Path) -> dict:
         started = time.perf_counter()
         records = parse_file(path, "zone").records
         parsed = time.perf_counter()
-        zone, _ = Zone.build({"file": Fragment(tuple(records))})
+        zone, _ = build_zone({"file": Fragment(tuple(records))})
         built = time.perf_counter()
     return {"records": len(zone.records), "parse_s": round(parsed - started, 3),
             "build_s": round(built - parsed, 3)}

@@ -178,7 +178,7 @@ def table(results: dict) -> str:
     lines.append(f"| zonefile of {swap['records']:,} names: load / swap under {probes.SWAP_RATE} q/s | "
                  f"{_seconds(swap['load_s'], swap)} / {_seconds(swap['swap_s'], swap)} | | | "
                  f"lost {swap['lost']} of {swap['sent']} (after {probes.GIVE_UP:g} s), p99 {swap['p99_ms']} ms, "
-                 f"max {swap['max_ms']} ms | parse {build['parse_s']} s + Zone.build {build['build_s']} s | |")
+                 f"max {swap['max_ms']} ms | parse {build['parse_s']} s + build {build['build_s']} s | |")
     lines.append(f"| {mem['containers']:,} containers ({mem['records']:,} records): resident memory | "
                  f"{mem['rss_mb']} MB | | | {mem['rss_before_mb']} MB empty | | |")
     junk = results["junk_flood"]

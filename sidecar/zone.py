@@ -76,17 +76,6 @@ class Zone:
     def empty(cls) -> Zone:
         return cls(ShardMap(), {}, (), 0, 0)
 
-    @classmethod
-    def build(cls, fragments: Mapping[str, Fragment], generation: int = 0) -> tuple[Zone, list[str]]:
-        """Merge fragments (keyed by source) into a zone; return it with the conflicts found.
-
-        A zonefile with an SOA owns its origin: records other sources put under it are dropped
-        (the zonefile wins). Identical records from two sources are kept once; different
-        addresses for one name from several sources are all kept (round-robin)."""
-        from .zonebuild import ZoneBuilder  # it builds Zones: imported here, not at the top
-
-        return ZoneBuilder().change(fragments, generation, full=True)
-
     @property
     def records(self) -> ZoneRecords:
         return ZoneRecords(self.nodes, self.record_count, self.withheld)

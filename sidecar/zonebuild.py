@@ -165,6 +165,15 @@ def _withheld_after(before: Mapping[str, tuple[ZoneRecord, ...]], touched: Itera
     return after
 
 
+def build_zone(fragments: Mapping[str, Fragment], generation: int = 0) -> tuple[Zone, list[str]]:
+    """Merge fragments (keyed by source) into a zone, in full; return it with the conflicts found.
+
+    A zonefile with an SOA owns its origin: records other sources put under it are dropped (the
+    zonefile wins). Identical records from two sources are kept once; different addresses for one
+    name from several sources are all kept (round-robin)."""
+    return ZoneBuilder().change(fragments, generation, full=True)
+
+
 class ZoneBuilder:
     """The writer's side of the zone: every fragment and the indexes a delta needs. Used under
     the store's lock; the zones it returns are never changed afterwards."""

@@ -23,11 +23,12 @@ from sidecar.server.packetcache import PacketCache
 from sidecar.server.ratelimit import RateLimiter, Verdict, client_prefix
 from sidecar.store import Store
 from sidecar.zone import Fragment, Zone
+from sidecar.zonebuild import build_zone
 from sidecar.zoneparse import parse_record_line
 
 
 def zone_with_view(cidr: str) -> Zone:
-    zone, _ = Zone.build({"docker:net": Fragment((), {"front": (ipaddress.ip_network(cidr),)})})
+    zone, _ = build_zone({"docker:net": Fragment((), {"front": (ipaddress.ip_network(cidr),)})})
     return zone
 
 

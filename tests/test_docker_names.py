@@ -16,6 +16,7 @@ from sidecar.records import ZoneRecord
 from sidecar.sources.hostnames import host_name_records
 from sidecar.sources.labels import NameRules, container_records
 from sidecar.zone import Fragment, Zone
+from sidecar.zonebuild import build_zone
 
 RULES = NameRules()
 FRONT_NET = ipaddress.ip_network("172.20.0.0/16")
@@ -25,7 +26,7 @@ BACK_NET = ipaddress.ip_network("172.21.0.0/16")
 def zone_from(*infos: dict[str, Any], rules: NameRules = RULES, extra: dict[str, Fragment] | None = None
               ) -> tuple[Zone, list[str]]:
     fragments = {f"docker:{i}": container_records(info, rules).fragment for i, info in enumerate(infos)}
-    return Zone.build({**fragments, **(extra or {})})
+    return build_zone({**fragments, **(extra or {})})
 
 
 def with_aliases(settings: dict, *aliases: str, dns_names: tuple[str, ...] = ()) -> dict:
@@ -74,7 +75,7 @@ def test_dotted_alias_outside_the_name_policy_is_refused_and_the_rest_stand():
     result = container_records(info, NameRules())
     assert len(result.problems) == 1
     assert result.problems[0].startswith("container web: alias on network front='www.google.com': refused")
-    zone, _ = Zone.build({"d": result.fragment})
+    zone, _ = build_zone({"d": result.fragment})
     assert ask(zone, "www.google.com", client="172.20.0.9") is None
     assert ask(zone, "db.dev.test", client="172.20.0.9") == ["172.20.0.5"]
 
@@ -85,7 +86,7 @@ def test_bad_alias_is_reported_and_the_rest_stand():
     assert result.problems == (
         "container web: alias on network front='x..y': empty label; skipped",
         "container web: alias on network front='bad alias': not a valid DNS label; skipped")
-    zone, _ = Zone.build({"d": result.fragment})
+    zone, _ = build_zone({"d": result.fragment})
     assert ask(zone, "good", client="172.20.0.9") == ["172.20.0.5"]
     assert ask(zone, "web.docker") == ["172.20.0.5"]
 
@@ -109,7 +110,7 @@ def test_unhealthy_replicas_are_left_out_while_one_is_good(states, answered):
     assert sorted(ask(zone, "app.p.docker")) == answered
     assert sorted(ask(zone, "app.p.docker", client="172.20.1.1")) == answered
     assert ("app.p.docker.: no replica is healthy; all are answered" in warnings) is (len(answered) > 1)
-    assert len(zone.records) == len(Zone.build({"x": Fragment(zone.records)})[0].records)  # all listed
+    assert len(zone.records) == len(build_zone({"x": Fragment(zone.records)})[0].records)  # all listed
 
 
 def test_health_ignore_label_and_invented_status():
@@ -182,12 +183,12 @@ def test_host_name_is_the_gateway_inside_and_loopback_or_flag_outside():
     views = {"front": (FRONT_NET,), "back": (BACK_NET,)}
     records = host_name_records(("host.docker.internal.",), (), gateways)
     assert all(isinstance(r, ZoneRecord) for r in records)
-    zone, _ = Zone.build({"n": Fragment(records, views)})
+    zone, _ = build_zone({"n": Fragment(records, views)})
     assert ask(zone, "host.docker.internal") == ["127.0.0.1"]
     assert ask(zone, "host.docker.internal", client="172.20.3.3") == ["172.20.0.1"]
     assert ask(zone, "host.docker.internal", "AAAA", client="172.20.3.3") == ["2001:db8:5::1"]
     assert ask(zone, "host.docker.internal", client="172.21.3.3") == ["172.21.0.1"]
-    flagged, _ = Zone.build({"n": Fragment(host_name_records(("a.test.", "b.test."), ("192.0.2.80",), gateways),
+    flagged, _ = build_zone({"n": Fragment(host_name_records(("a.test.", "b.test."), ("192.0.2.80",), gateways),
                                            views)})
     assert ask(flagged, "b.test") == ["192.0.2.80"]
     assert ask(flagged, "a.test", client="172.21.3.3") == ["172.21.0.1"]

@@ -13,6 +13,7 @@ from sidecar.outcome import Query
 from sidecar.records import ZoneRecord
 from sidecar.sources.labels import DEFAULT_TTL, NameRules, container_records, parse_dns_name
 from sidecar.zone import Fragment, Zone
+from sidecar.zonebuild import build_zone
 from sidecar.zoneparse import parse_zone
 
 FRONT = {"IPAddress": "172.20.0.5", "IPPrefixLen": 16, "GlobalIPv6Address": "2001:db8:5::5",
@@ -33,7 +34,7 @@ def inspect(name: str = "web", labels: dict[str, str] | None = None, networks: d
 
 def zone_of(*infos: dict[str, Any], rules: NameRules = RULES, extra: dict[str, Fragment] | None = None) -> Zone:
     fragments = {f"docker:{i}": container_records(info, rules).fragment for i, info in enumerate(infos)}
-    zone, _ = Zone.build({**fragments, **(extra or {})})
+    zone, _ = build_zone({**fragments, **(extra or {})})
     return zone
 
 
@@ -175,7 +176,7 @@ def test_network_label_naming_a_foreign_network_falls_back_in_name_order():
     result = container_records(multi({"dns-sidecar.network": "elsewhere"}), NameRules())
     assert result.problems == ("container web: label dns-sidecar.network='elsewhere': the container has "
                                "no address on that network; skipped",)
-    zone, _ = Zone.build({"docker:x": result.fragment})
+    zone, _ = build_zone({"docker:x": result.fragment})
     assert ask(zone, "web.docker") == ["172.21.0.7"]
 
 
@@ -212,7 +213,7 @@ def test_two_containers_claiming_one_name_give_all_addresses():
 def test_zonefile_owning_the_name_wins():
     owned = parse_zone("$ORIGIN dev.test.\n@ 60 IN SOA ns hm 1 60 60 60 60\nweb 60 IN A 192.0.2.10\n",
                        "dev.zone")
-    zone, warnings = Zone.build({"file:dev.zone": Fragment(tuple(owned)),
+    zone, warnings = build_zone({"file:dev.zone": Fragment(tuple(owned)),
                                  "docker:x": container_records(inspect(labels={
                                      "dns-sidecar.names": "web.dev.test,new.dev.test"}), NameRules()).fragment})
     assert ask(zone, "web.dev.test") == ["192.0.2.10"]

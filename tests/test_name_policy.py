@@ -8,7 +8,8 @@ from test_labels import ask, inspect, names_of, zone_of
 
 from sidecar.sources.labels import NameRules, container_records
 from sidecar.sources.name_policy import NamePolicy
-from sidecar.zone import Fragment, Zone
+from sidecar.zone import Fragment
+from sidecar.zonebuild import build_zone
 from sidecar.zoneparse import parse_hosts, parse_record_line
 
 POLICY = NamePolicy(("docker.",), ("dev.example.com.", "com."))
@@ -102,5 +103,5 @@ def test_operator_records_beat_a_label_at_the_same_name(operator):
 def test_operator_beating_a_label_is_said():
     operator = Fragment(tuple(parse_record_line("web.dev.test. 60 IN A 192.0.2.10")))
     container = container_records(inspect("web", {"dns-sidecar.names": "web.dev.test"}), NameRules()).fragment
-    _, warnings = Zone.build({"docker:web": container, "flags": operator})
+    _, warnings = build_zone({"docker:web": container, "flags": operator})
     assert "container web: web.dev.test. is held by --record:1; the operator's records win" in warnings

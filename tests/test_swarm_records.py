@@ -12,6 +12,7 @@ from sidecar.sources.labels import NameRules
 from sidecar.sources.swarm import SwarmFollower, swarm_records, swarm_role
 from sidecar.store import Store
 from sidecar.zone import Zone
+from sidecar.zonebuild import build_zone
 
 FRONT, INGRESS = "n8pk8xcmbjjy", "j6wzn130mz1x"
 NETWORKS = [
@@ -60,7 +61,7 @@ TASKS = [task("web1", 1, "10.0.1.6"), task("web1", 2, "10.0.1.5", node="node2"),
 def zone_of(services=(WEB, DB), tasks=TASKS, nodes=NODES, rules: NameRules | None = None) -> Zone:
     result = swarm_records(list(services), tasks, nodes, NETWORKS, rules or NameRules())
     assert result.problems == ()
-    return Zone.build({"swarm": result.fragment})[0]
+    return build_zone({"swarm": result.fragment})[0]
 
 
 def ask(zone: Zone, name: str, client: str, qtype: int = QTYPE.A) -> list[str]:

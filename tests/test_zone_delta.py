@@ -16,6 +16,7 @@ from sidecar.records import ZoneRecord
 from sidecar.sources.labels import NameRules, container_records
 from sidecar.store import Store
 from sidecar.zone import Fragment, Zone
+from sidecar.zonebuild import build_zone
 from sidecar.zoneparse import parse_zone
 
 # -- an event leaves the rest alone --------------------------------------------------------
@@ -160,5 +161,5 @@ def test_events_by_delta_answer_as_a_full_build(sequence) -> None:
             store.remove(key)
         else:
             store.put_many({key: Fragment(), "docker:c2": value[0], "docker:c3": value[1]})
-        full, _ = Zone.build(dict(store._builder.fragments))
+        full, _ = build_zone(dict(store._builder.fragments))
         assert_same(store.zone, full)
