@@ -14,13 +14,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
-from conftest import wait_for
+from conftest import private_namespace, wait_for
 from dockerd import busybox_tar, die_with_parent, log_tail, terminate, unmount_under
 
 # runc cannot raise RLIMIT_NOFILE/NPROC in this kind of VM ("error setting rlimit type 7")
@@ -124,23 +123,20 @@ def podman_engine_fixture() -> Iterator[Podman]:
     if reason:
         pytest.skip(reason)
     root = Path(tempfile.mkdtemp(prefix="dns-sidecar-podman-"))
-    netns = f"sidecar-podman-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    engine = Podman(root, netns)
-    try:
-        subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
+    with private_namespace("sidecar-podman") as netns:
+        engine = Podman(root, netns)
         try:
-            engine.start()
-        except AssertionError:
-            pytest.skip(f"podman cannot start here:\n{log_tail(engine.log)}")
-        engine.import_busybox()
-        yield engine
-    finally:
-        engine.stop()
-        _end_leftovers(root)
-        subprocess.run(["ip", "netns", "del", netns], check=False)
-        unmount_under(root)
-        shutil.rmtree(root, ignore_errors=True)
+            try:
+                engine.start()
+            except AssertionError:
+                pytest.skip(f"podman cannot start here:\n{log_tail(engine.log)}")
+            engine.import_busybox()
+            yield engine
+        finally:
+            engine.stop()
+            _end_leftovers(root)
+            unmount_under(root)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(name="podman_client")

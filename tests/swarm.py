@@ -14,10 +14,11 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import private_namespace
 from dockerd import Dockerd
 
 MANAGER_ADDRESS, WORKER_ADDRESS = "192.0.2.1", "192.0.2.2"
@@ -65,13 +66,14 @@ def _engines(count: int) -> Iterator[list[SwarmDockerd]]:
     if reason:
         raise SwarmUnavailable(reason)
     engines: list[SwarmDockerd] = []
+    namespaces = ExitStack()
     try:
         for _ in range(count):
-            netns = f"sidecar-swarm-{uuid.uuid4().hex[:8]}"
-            if subprocess.run(["ip", "netns", "add", netns], capture_output=True).returncode != 0:
-                raise SwarmUnavailable("cannot create a network namespace (needs root)")
+            try:
+                netns = namespaces.enter_context(private_namespace("sidecar-swarm"))
+            except subprocess.CalledProcessError:
+                raise SwarmUnavailable("cannot create a network namespace (needs root)") from None
             engines.append(SwarmDockerd(Path(tempfile.mkdtemp(prefix="dns-sidecar-swarm-")), netns))
-            subprocess.run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], check=True)
         for engine in engines:
             try:
                 engine.start()
@@ -87,7 +89,7 @@ def _engines(count: int) -> Iterator[list[SwarmDockerd]]:
             engine.stop()
             engine.unmount()
             shutil.rmtree(engine.root, ignore_errors=True)
-            subprocess.run(["ip", "netns", "del", engine.netns], capture_output=True)
+        namespaces.close()
 
 
 def _ok(result: subprocess.CompletedProcess, what: str) -> None:
