@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sidecar.app import Sidecar
 from sidecar.config import Config
-from sidecar.endpoint import Endpoint
-from sidecar.records import ZoneRecord
+from sidecar.net.endpoint import Endpoint
 from sidecar.sources.files import parse_file
-from sidecar.store import Store, collector_paused
-from sidecar.zone import Fragment
-from sidecar.zonebuild import build_zone
+from sidecar.zone.build import build_zone
+from sidecar.zone.records import ZoneRecord
+from sidecar.zone.store import Store, collector_paused
+from sidecar.zone.zone import Fragment
 
 NETWORKS = 50
 CONTAINER_TTL = 10

@@ -6,8 +6,8 @@ to `serve(resolvers=[...])`; they run before the local zone, in order."""
 
 __version__ = "0.1.0"
 
+from .api import NXDOMAIN, REFUSED, Answer, Forward, Found, Query, Resolver
 from .app import Sidecar
 from .cli import serve
-from .outcome import NXDOMAIN, REFUSED, Answer, Forward, Found, Query, Resolver
 
 __all__ = ["NXDOMAIN", "REFUSED", "Answer", "Forward", "Found", "Query", "Resolver", "Sidecar", "serve"]

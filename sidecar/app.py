@@ -14,30 +14,30 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
+from .api import Resolver
 from .config import Config
-from .endpoint import Endpoint
-from .http import HttpServer
-from .logs import QueryLog, configure_logging
-from .metrics import Metrics, SidecarCollector
-from .outcome import Resolver
-from .peers import FamiliesSocket, WorkerMetrics, socket_path
+from .fastpath.packetcache import PacketCache
+from .net.endpoint import Endpoint
+from .net.reuseport import share_port, spread_at_random
+from .observe.http import HttpServer
+from .observe.logs import QueryLog, configure_logging
+from .observe.metrics import Metrics, SidecarCollector
+from .observe.peers import FamiliesSocket, WorkerMetrics, socket_path
 from .resolve.cache import AnswerCache
 from .resolve.chain import Chain
 from .resolve.conditional import ConditionalForwards
 from .resolve.forward import Forwarder
 from .resolve.local import LocalZone
 from .resolve.upstreams import DefaultUpstreams, without_own
-from .server.access import AccessPolicy
-from .server.handler import QueryHandler
-from .server.packetcache import PacketCache
-from .server.ratelimit import RateLimiter
-from .server.reuseport import share_port, spread_at_random
-from .server.tcp import TcpListener
-from .server.udp import UdpListener
+from .serve.access import AccessPolicy
+from .serve.handler import QueryHandler
+from .serve.ratelimit import RateLimiter
+from .serve.tcp import TcpListener
+from .serve.udp import UdpListener
 from .sources.docker import FIRST_SYNC_WAIT, DockerSource, docker_source
 from .sources.files import FileSource
-from .store import Store
 from .workers import Supervisor
+from .zone.store import Store
 
 log = logging.getLogger("sidecar")
 # The event loop lets go of the interpreter lock at every socket call, twice per UDP query. While
@@ -55,7 +55,7 @@ class Sidecar:
     """One running server. `await start()`, then `bound` lists the real addresses (a port of 0 in
     the config picks a free one, the same for UDP and TCP); `await stop()` drains and closes.
     Under --workers, `worker` is this one's index: all share the ports, worker 0 alone serves HTTP,
-    and with --http the others hand it their metrics through sockets in `peers` (`sidecar.peers`)."""
+    and with --http the others hand it their metrics through sockets in `peers` (`sidecar.observe.peers`)."""
 
     def __init__(self, config: Config, resolvers: Sequence[Resolver] = (), worker: int = 0,
                  peers: str | None = None) -> None:

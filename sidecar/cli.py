@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .api import Resolver
 from .app import run
-from .check import run_check
+from .commands.check import run_check
+from .commands.health import run_health
+from .commands.hostsetup import TARGETS, run_host_setup
 from .config import (
     LOG_LEVELS,
     Config,
@@ -35,10 +38,7 @@ from .config import (
     worker_count,
 )
 from .errors import ConfigError
-from .health import run_health
-from .hostsetup import TARGETS, run_host_setup
-from .logs import LOG_FORMATS
-from .outcome import Resolver
+from .observe.logs import LOG_FORMATS
 
 ENV_PREFIX = "DNS_SIDECAR_"
 COMMANDS = ("serve", "check", "health", "host-setup")

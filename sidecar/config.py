@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from .endpoint import Endpoint, parse_endpoint
 from .errors import ConfigError, ZoneSyntaxError
-from .records import ZoneRecord, normalize_name
+from .net.endpoint import Endpoint, parse_endpoint
 from .sources.hostnames import DEFAULT_HOST_NAMES
 from .sources.labels import parse_dns_name
-from .zone import Fragment
-from .zoneparse import parse_record_line
+from .zone.parse import parse_record_line
+from .zone.records import ZoneRecord, normalize_name
+from .zone.zone import Fragment
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 LOG_LEVELS = ("debug", "info", "warning", "error")

@@ -13,18 +13,18 @@ import dns.rcode
 import pytest
 from conftest import Daemon, in_ns, start_daemon, wait_for
 
+from sidecar.fastpath.packetcache import PacketCache
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.chain import Chain
 from sidecar.resolve.forward import Forwarder
 from sidecar.resolve.local import LocalZone
-from sidecar.server.access import AccessPolicy
-from sidecar.server.handler import QueryHandler
-from sidecar.server.packetcache import PacketCache
-from sidecar.server.ratelimit import RateLimiter, Verdict, client_prefix
-from sidecar.store import Store
-from sidecar.zone import Fragment, Zone
-from sidecar.zonebuild import build_zone
-from sidecar.zoneparse import parse_record_line
+from sidecar.serve.access import AccessPolicy
+from sidecar.serve.handler import QueryHandler
+from sidecar.serve.ratelimit import RateLimiter, Verdict, client_prefix
+from sidecar.zone.build import build_zone
+from sidecar.zone.parse import parse_record_line
+from sidecar.zone.store import Store
+from sidecar.zone.zone import Fragment, Zone
 
 
 def zone_with_view(cidr: str) -> Zone:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dnslib import QTYPE, RCODE, RR, SOA, A
 
-from sidecar.outcome import Answer
+from sidecar.api import Answer
 from sidecar.resolve.cache import FAILURE_TTL, STALE_ANSWER_TTL, AnswerCache
 
 

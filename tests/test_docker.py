@@ -15,10 +15,10 @@ from conftest import query, wait_for
 from dnslib import QTYPE
 from dockerd import IMAGE, Dockerd, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
 
-from sidecar.outcome import Query
+from sidecar.api import Query
 from sidecar.sources.docker import DockerSource, docker_endpoint
 from sidecar.sources.labels import NameRules
-from sidecar.store import Store
+from sidecar.zone.store import Store
 
 V6_SUBNET = "2001:db8:5::/64"
 

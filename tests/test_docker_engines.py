@@ -22,10 +22,10 @@ from dockerd import IMAGE, docker_client_fixture, docker_engine_fixture  # noqa:
 from podman import podman_client_fixture, podman_engine_fixture  # noqa: F401 - fixtures
 from test_docker import address, answers, eventually
 
-from sidecar.outcome import Query
+from sidecar.api import Query
 from sidecar.sources.docker import DockerSource
 from sidecar.sources.labels import NameRules
-from sidecar.store import Store
+from sidecar.zone.store import Store
 
 REMOVAL_DEADLINE = 1.0  # seconds from the engine saying it is done to the name being gone
 FRONT_VIEW, BACK_VIEW = "127.0.0.5", "127.0.0.6"

@@ -11,12 +11,12 @@ import pytest
 from dnslib import QTYPE
 from test_labels import BACK, FRONT, ask, inspect
 
-from sidecar.outcome import Query
-from sidecar.records import ZoneRecord
+from sidecar.api import Query
 from sidecar.sources.hostnames import host_name_records
 from sidecar.sources.labels import NameRules, container_records
-from sidecar.zone import Fragment, Zone
-from sidecar.zonebuild import build_zone
+from sidecar.zone.build import build_zone
+from sidecar.zone.records import ZoneRecord
+from sidecar.zone.zone import Fragment, Zone
 
 RULES = NameRules()
 FRONT_NET = ipaddress.ip_network("172.20.0.0/16")

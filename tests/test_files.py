@@ -13,9 +13,9 @@ import pytest
 from conftest import wait_for
 from dnslib import QTYPE
 
-from sidecar.outcome import Query
+from sidecar.api import Query
 from sidecar.sources.files import FileSource
-from sidecar.store import Store
+from sidecar.zone.store import Store
 
 ZONE = """$ORIGIN live.test.
 $TTL 60

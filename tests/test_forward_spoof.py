@@ -20,8 +20,8 @@ import uvloop
 from dnslib import QTYPE
 from test_forward_wire import ScriptedUpstream, answer_a
 
+from sidecar.api import Query
 from sidecar.errors import UpstreamError
-from sidecar.outcome import Query
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.forward import Forwarder
 

@@ -20,12 +20,12 @@ import dns.rrset
 import pytest
 from dnslib import QTYPE
 
-from sidecar.endpoint import Endpoint
+from sidecar.api import Answer, Query
 from sidecar.errors import UpstreamError
-from sidecar.outcome import Answer, Query
+from sidecar.net.endpoint import Endpoint
 from sidecar.resolve.cache import AnswerCache
-from sidecar.resolve.exchange import Question
 from sidecar.resolve.forward import Forwarder
+from sidecar.resolve.upstream.exchange import Question
 
 Reply = Callable[[dns.message.Message, tuple, socket.socket], None]
 

@@ -15,17 +15,17 @@ from dnslib import DNSRecord
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sidecar.dns.wire import parse_query, question_key
 from sidecar.errors import MalformedQuery
+from sidecar.fastpath.packetcache import PacketCache
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.chain import Chain
 from sidecar.resolve.forward import Forwarder
 from sidecar.resolve.local import LocalZone
-from sidecar.server.handler import QueryHandler
-from sidecar.server.packetcache import PacketCache
-from sidecar.store import Store
-from sidecar.wire import parse_query, question_key
-from sidecar.zone import Fragment
-from sidecar.zoneparse import parse_zone
+from sidecar.serve.handler import QueryHandler
+from sidecar.zone.parse import parse_zone
+from sidecar.zone.store import Store
+from sidecar.zone.zone import Fragment
 
 EXAMPLES = 2000
 SOCKET_PACKETS = 4000

@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from dnslib import QTYPE, RCODE
 
-from sidecar.outcome import Query
-from sidecar.records import ZoneRecord
+from sidecar.api import Query
 from sidecar.sources.labels import DEFAULT_TTL, NameRules, container_records, parse_dns_name
-from sidecar.zone import Fragment, Zone
-from sidecar.zonebuild import build_zone
-from sidecar.zoneparse import parse_zone
+from sidecar.zone.build import build_zone
+from sidecar.zone.parse import parse_zone
+from sidecar.zone.records import ZoneRecord
+from sidecar.zone.zone import Fragment, Zone
 
 FRONT = {"IPAddress": "172.20.0.5", "IPPrefixLen": 16, "GlobalIPv6Address": "2001:db8:5::5",
          "GlobalIPv6PrefixLen": 64}

@@ -8,9 +8,9 @@ from test_labels import ask, inspect, names_of, zone_of
 
 from sidecar.sources.labels import NameRules, container_records
 from sidecar.sources.name_policy import NamePolicy
-from sidecar.zone import Fragment
-from sidecar.zonebuild import build_zone
-from sidecar.zoneparse import parse_hosts, parse_record_line
+from sidecar.zone.build import build_zone
+from sidecar.zone.parse import parse_hosts, parse_record_line
+from sidecar.zone.zone import Fragment
 
 POLICY = NamePolicy(("docker.",), ("dev.example.com.", "com."))
 

@@ -10,8 +10,8 @@ import dns.edns
 import dns.message
 import dns.rrset
 
-from sidecar.server.packetcache import PacketCache
-from sidecar.wire import question_key
+from sidecar.dns.wire import question_key
+from sidecar.fastpath.packetcache import PacketCache
 
 SUFFIX = b"U"
 

@@ -17,8 +17,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from sidecar.metrics import registry_for
-from sidecar.peers import FamiliesSocket, WorkerMetrics, families_of, socket_path
+from sidecar.observe.metrics import registry_for
+from sidecar.observe.peers import FamiliesSocket, WorkerMetrics, families_of, socket_path
 
 
 class FixedFigures(Collector):
@@ -85,14 +85,14 @@ def test_a_peer_that_does_not_answer_counts_as_last_read_and_is_logged(tmp_path,
     worker_1 = peer(1, FixedFigures(udp=4))  # worker 2 never started: never read
     collector = WorkerMetrics(FixedFigures(udp=3), str(tmp_path), 3)
     udp = ("dns_sidecar_queries_total", (("transport", "udp"),))
-    with caplog.at_level(logging.WARNING, logger="sidecar.peers"):
+    with caplog.at_level(logging.WARNING, logger="sidecar.observe.peers"):
         merged = scrape(collector)
     assert merged[udp] == 7
     assert merged["dns_sidecar_workers_reporting", ()] == 2
     assert "metrics of worker 2 not read" in caplog.text and "worker 1" not in caplog.text
 
     worker_1.stop()  # busy, or being started again
-    with caplog.at_level(logging.WARNING, logger="sidecar.peers"):
+    with caplog.at_level(logging.WARNING, logger="sidecar.observe.peers"):
         merged = scrape(collector)
     assert merged[udp] == 7  # not 3: a sum that dipped would read as a restart of the service
     assert merged["dns_sidecar_workers_reporting", ()] == 1
@@ -157,7 +157,7 @@ def test_a_peer_that_sends_garbage_is_left_out_and_logged(tmp_path, caplog):
 
     threading.Thread(target=answer, daemon=True).start()
     collector = WorkerMetrics(FixedFigures(udp=3), str(tmp_path), 2)
-    with caplog.at_level(logging.WARNING, logger="sidecar.peers"):
+    with caplog.at_level(logging.WARNING, logger="sidecar.observe.peers"):
         for _ in range(2):
             merged = scrape(collector)
             assert merged["dns_sidecar_queries_total", (("transport", "udp"),)] == 3

@@ -10,10 +10,10 @@ import dns.query
 import dns.rcode
 from conftest import ROOT, Daemon, free_port, start_daemon, wait_for
 
+from sidecar.api import Forward
 from sidecar.app import Sidecar
 from sidecar.config import Config
-from sidecar.endpoint import Endpoint
-from sidecar.outcome import Forward
+from sidecar.net.endpoint import Endpoint
 
 
 def test_example_plugin_answers_forwards_and_falls_through(dnsmasq, tmp_path):

@@ -12,8 +12,8 @@ import dns.rrset
 import pytest
 from test_forward_wire import ScriptedUpstream
 
-from sidecar.scrub import scrubbed
-from sidecar.wire import question_key, without_opt
+from sidecar.dns.wire import question_key, without_opt
+from sidecar.resolve.scrub import scrubbed
 
 SIG = "A 13 3 300 20300101000000 20200101000000 12345 chain.test. AAAA"
 EVIL_NSEC_SIG = "NSEC 13 3 300 20300101000000 20200101000000 12345 evil.example. AAAA"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.shardmap import ShardMap
+from sidecar.zone.shardmap import ShardMap
 
 
 def test_evolve_shares_every_shard_it_does_not_touch() -> None:

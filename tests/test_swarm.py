@@ -20,11 +20,11 @@ from dnslib import QTYPE
 from swarm import SwarmDockerd, swarm_engine_fixture  # noqa: F401 - fixture
 from test_docker import answers, eventually
 
-from sidecar.outcome import Query
+from sidecar.api import Query
 from sidecar.sources.docker import DockerSource
 from sidecar.sources.labels import NameRules
 from sidecar.sources.swarm import FRAGMENT_KEY
-from sidecar.store import Store
+from sidecar.zone.store import Store
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "swarm" / "stack.yml"
 # The socket proxy's switches for exactly the endpoints tests/test_least_privilege.py allows.

@@ -7,12 +7,12 @@ import logging
 
 from dnslib import QTYPE
 
-from sidecar.outcome import Query
+from sidecar.api import Query
 from sidecar.sources.labels import NameRules
 from sidecar.sources.swarm import SwarmFollower, swarm_records, swarm_role
-from sidecar.store import Store
-from sidecar.zone import Zone
-from sidecar.zonebuild import build_zone
+from sidecar.zone.build import build_zone
+from sidecar.zone.store import Store
+from sidecar.zone.zone import Zone
 
 FRONT, INGRESS = "n8pk8xcmbjjy", "j6wzn130mz1x"
 NETWORKS = [

@@ -8,14 +8,14 @@ import dns.message
 import dns.rcode
 import pytest
 
-from sidecar.outcome import Found
+from sidecar.api import Found
+from sidecar.fastpath.packetcache import PacketCache
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.chain import Chain
 from sidecar.resolve.forward import Forwarder
-from sidecar.server.handler import QueryHandler
-from sidecar.server.packetcache import PacketCache
-from sidecar.server.udp import UdpListener
-from sidecar.store import Store
+from sidecar.serve.handler import QueryHandler
+from sidecar.serve.udp import UdpListener
+from sidecar.zone.store import Store
 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])

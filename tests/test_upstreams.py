@@ -7,7 +7,7 @@ import logging
 import os
 from pathlib import Path
 
-from sidecar.endpoint import Endpoint
+from sidecar.net.endpoint import Endpoint
 from sidecar.resolve.conditional import ConditionalForwards
 from sidecar.resolve.upstreams import DefaultUpstreams, is_own
 

@@ -5,10 +5,9 @@ import struct
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
-from sidecar import wire
-from sidecar.errors import MalformedQuery
-from sidecar.outcome import Answer
-from sidecar.wire import (
+from sidecar.api import Answer
+from sidecar.dns import wire
+from sidecar.dns.wire import (
     build_reply,
     error_reply,
     parse_query,
@@ -18,6 +17,7 @@ from sidecar.wire import (
     udp_limit,
     without_opt,
 )
+from sidecar.errors import MalformedQuery
 
 
 def packed_query(name="web.dev.test", qtype="A", edns: int | None = None, do=False) -> bytes:

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar.app import _metrics_directory
 from sidecar.config import Config
-from sidecar.endpoint import Endpoint
+from sidecar.net.endpoint import Endpoint
 from sidecar.workers import STARTUP_SECONDS
 
 RECORD = "svc.workers.test. 60 IN A 192.0.2.44"

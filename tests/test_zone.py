@@ -5,11 +5,11 @@ import ipaddress
 import pytest
 from dnslib import AAAA, QTYPE, RCODE
 
-from sidecar.outcome import Answer, Forward, Query
-from sidecar.records import ZoneRecord
-from sidecar.zone import Fragment, Zone
-from sidecar.zonebuild import build_zone
-from sidecar.zoneparse import parse_record_line, parse_zone
+from sidecar.api import Answer, Forward, Query
+from sidecar.zone.build import build_zone
+from sidecar.zone.parse import parse_record_line, parse_zone
+from sidecar.zone.records import ZoneRecord
+from sidecar.zone.zone import Fragment, Zone
 
 OWNED = """\
 $ORIGIN dev.test.

@@ -11,13 +11,13 @@ from dnslib import AAAA, CNAME, PTR, QTYPE, TXT, A
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.outcome import Query
-from sidecar.records import ZoneRecord
+from sidecar.api import Query
 from sidecar.sources.labels import NameRules, container_records
-from sidecar.store import Store
-from sidecar.zone import Fragment, Zone
-from sidecar.zonebuild import build_zone
-from sidecar.zoneparse import parse_zone
+from sidecar.zone.build import build_zone
+from sidecar.zone.parse import parse_zone
+from sidecar.zone.records import ZoneRecord
+from sidecar.zone.store import Store
+from sidecar.zone.zone import Fragment, Zone
 
 # -- an event leaves the rest alone --------------------------------------------------------
 

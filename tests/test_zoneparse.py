@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sidecar.errors import ZoneSyntaxError
-from sidecar.zoneparse import parse_hosts, parse_record_line, parse_ttl, parse_zone
+from sidecar.zone.parse import parse_hosts, parse_record_line, parse_ttl, parse_zone
 
 ZONE = """\
 $ORIGIN dev.test.

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from dnslib import QTYPE, RCODE, RR
 
-from ..outcome import Answer
+from ..api import Answer
 
 CacheKey = tuple[str, int, int, bool]
 

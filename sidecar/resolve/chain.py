@@ -7,8 +7,8 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..outcome import Answer, Forward, Query, Resolver
-from ..wire import with_records
+from ..api import Answer, Forward, Query, Resolver
+from ..dns.wire import with_records
 from .forward import Forwarder
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..endpoint import Endpoint
+from ..net.endpoint import Endpoint
 
 Rule = tuple[str, tuple[Endpoint, ...]]
 

@@ -20,16 +20,16 @@ from functools import partial
 
 from dnslib import QTYPE, RCODE, DNSError
 
-from ..endpoint import Endpoint, parse_endpoint
+from ..api import Answer, Query
+from ..dns.wire import answer_from_reply, without_opt
 from ..errors import UpstreamError
-from ..outcome import Answer, Query
-from ..records import normalize_name
-from ..scrub import scrubbed
-from ..wire import answer_from_reply, without_opt
+from ..net.endpoint import Endpoint, parse_endpoint
+from ..zone.records import normalize_name
 from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
-from .exchange import TC, Exchanger, Outcome, OutOfSockets, Question
 from .health import Health
+from .scrub import scrubbed
+from .upstream.exchange import TC, Exchanger, Outcome, OutOfSockets, Question
 from .upstreams import without_own
 
 log = logging.getLogger(__name__)

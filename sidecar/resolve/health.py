@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..endpoint import Endpoint
+from ..net.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..outcome import Outcome, Query
-from ..store import Store
+from ..api import Outcome, Query
+from ..zone.store import Store
 
 
 class LocalZone:

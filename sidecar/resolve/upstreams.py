@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..endpoint import Endpoint, parse_endpoint
+from ..net.endpoint import Endpoint, parse_endpoint
 
 log = logging.getLogger(__name__)
 

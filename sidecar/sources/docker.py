@@ -32,9 +32,9 @@ from docker.utils import kwargs_from_env
 from requests.exceptions import RequestException
 
 from ..config import Config
-from ..records import ZoneRecord
-from ..store import Store
-from ..zone import Fragment, Network
+from ..zone.records import ZoneRecord
+from ..zone.store import Store
+from ..zone.zone import Fragment, Network
 from .dockersocket import socket_problem
 from .hostnames import Address, host_name_records
 from .labels import ContainerRecords, NameRules, container_records

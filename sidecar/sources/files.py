@@ -18,10 +18,10 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ..errors import ZoneSyntaxError
-from ..records import ZoneRecord
-from ..store import Store, collector_paused
-from ..zone import Fragment
-from ..zoneparse import parse_hosts, parse_zone
+from ..zone.parse import parse_hosts, parse_zone
+from ..zone.records import ZoneRecord
+from ..zone.store import Store, collector_paused
+from ..zone.zone import Fragment
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.05  # let a multi-step save finish before reading

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from dnslib import QTYPE
 
-from ..records import ZoneRecord
+from ..zone.records import ZoneRecord
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

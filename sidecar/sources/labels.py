@@ -21,9 +21,9 @@ from typing import Any
 
 from dnslib import PTR, QTYPE
 
-from ..records import ZoneRecord, normalize_name
-from ..reverse import ptr_name
-from ..zone import Fragment, Network
+from ..zone.records import ZoneRecord, normalize_name
+from ..zone.reverse import ptr_name
+from ..zone.zone import Fragment, Network
 from .hostnames import DEFAULT_HOST_NAMES, LOOPBACK
 from .name_policy import NamePolicy
 from .srv import SRV_LABEL, Service, published_ports, reachable_from_host, services, srv_record

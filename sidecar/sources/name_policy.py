@@ -17,7 +17,7 @@ from functools import cache
 
 from publicsuffixlist import PublicSuffixList
 
-from ..records import is_subdomain
+from ..zone.records import is_subdomain
 
 PRIVATE_USE = ("test.", "example.", "invalid.", "internal.", "home.arpa.")
 LOOPBACK = "localhost."

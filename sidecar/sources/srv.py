@@ -16,7 +16,7 @@ from typing import Any
 
 from dnslib import QTYPE, SRV
 
-from ..records import ZoneRecord
+from ..zone.records import ZoneRecord
 
 SRV_LABEL = "dns-sidecar.srv"
 PROTOCOLS = ("tcp", "udp", "sctp")

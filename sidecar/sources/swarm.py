@@ -29,9 +29,9 @@ from docker import APIClient
 from docker.errors import DockerException
 from requests.exceptions import RequestException
 
-from ..records import ZoneRecord
-from ..store import Store
-from ..zone import Fragment, Network
+from ..zone.records import ZoneRecord
+from ..zone.store import Store
+from ..zone.zone import Fragment, Network
 from .labels import ENABLE_LABEL, LabelReader, NameRules, address_record, claimed_names
 from .srv import Service, srv_record
 

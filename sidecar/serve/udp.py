@@ -19,9 +19,9 @@ import socket
 from collections.abc import Iterable
 from functools import partial
 
-from ..batchio import SLOTS, DatagramBatch
-from ..pktinfo import IP_PKTINFO, Ancillary, reply_source
-from ..wire import truncated_reply
+from ..dns.wire import truncated_reply
+from ..fastpath.batchio import SLOTS, DatagramBatch
+from ..net.pktinfo import IP_PKTINFO, Ancillary, reply_source
 from .handler import QueryHandler
 from .ratelimit import RateLimiter, Verdict
 

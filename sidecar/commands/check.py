@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from .config import Config
-from .sources.files import FileSource
-from .store import Store
+from ..config import Config
+from ..sources.files import FileSource
+from ..zone.store import Store
 
 
 def run_check(config: Config) -> int:

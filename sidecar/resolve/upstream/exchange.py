@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 
 from dnslib import DNSLabel
 
-from ..endpoint import Endpoint
-from ..wire import HEADER, OUR_OPT, frame, same_question
+from ...dns.wire import HEADER, OUR_OPT, frame, same_question
+from ...net.endpoint import Endpoint
 
 SWEEP_SECONDS = 0.05
 TCP_IDLE_SECONDS = 10.0

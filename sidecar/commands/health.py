@@ -15,7 +15,7 @@ import urllib.request
 
 from dnslib import CLASS, QTYPE, DNSError, DNSQuestion, DNSRecord
 
-from .endpoint import Endpoint
+from ..net.endpoint import Endpoint
 
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 import dns.name
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, DNSHeader, DNSRecord
 
-from .errors import MalformedQuery
-from .outcome import Answer
+from ..api import Answer
+from ..errors import MalformedQuery
 
 HEADER = struct.Struct("!HHHHHH")
 OUR_UDP_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation on every common path

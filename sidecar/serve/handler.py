@@ -12,17 +12,8 @@ from functools import partial
 
 from dnslib import CLASS, RCODE, DNSRecord
 
-from ..errors import MalformedQuery, UpstreamError
-from ..logs import QueryLog
-from ..metrics import Metrics
-from ..outcome import Answer, Query, Resolver
-from ..records import type_name
-from ..resolve.cache import CacheKey
-from ..resolve.chain import Chain
-from ..resolve.exchange import Question
-from ..resolve.forward import Settled, relayed_answer
-from ..store import Store
-from ..wire import (
+from ..api import Answer, Query, Resolver
+from ..dns.wire import (
     PlainQuestion,
     RelayFrame,
     build_reply,
@@ -36,8 +27,17 @@ from ..wire import (
     udp_limit,
     with_records,
 )
+from ..errors import MalformedQuery, UpstreamError
+from ..fastpath.packetcache import TRANSPORT_TAG, PacketCache, ReadyTable
+from ..observe.logs import QueryLog
+from ..observe.metrics import Metrics
+from ..resolve.cache import CacheKey
+from ..resolve.chain import Chain
+from ..resolve.forward import Settled, relayed_answer
+from ..resolve.upstream.exchange import Question
+from ..zone.records import type_name
+from ..zone.store import Store
 from .access import AccessPolicy
-from .packetcache import TRANSPORT_TAG, PacketCache, ReadyTable
 
 log = logging.getLogger(__name__)
 

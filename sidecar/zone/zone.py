@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from dnslib import QTYPE, RCODE, RR
 
-from .outcome import Answer, Forward, Outcome, Query
+from ..api import Answer, Forward, Outcome, Query
 from .records import ZoneRecord, label_key, parent_name
 from .shardmap import ShardMap
 

@@ -12,8 +12,8 @@ import time
 
 from dnslib import DNSError, DNSRecord
 
+from ..zone.records import type_name
 from .metrics import rcode_name
-from .records import type_name
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ..wire import QuestionKey, count_down, patch_reply, question_key, ttl_offsets
+from ..dns.wire import QuestionKey, count_down, patch_reply, question_key, ttl_offsets
 
 FOREVER = float("inf")
 TRANSPORT_TAG = {"udp": b"U", "tcp": b"T"}  # a key's suffix: this byte, then the client's view

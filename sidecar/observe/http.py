@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from .endpoint import Endpoint
+from ..net.endpoint import Endpoint
+from ..zone.records import type_name
 from .httpd import BoundedHttpServer, Request, Response
 from .metrics import docker_connected, registry_for
-from .records import type_name
 
 if TYPE_CHECKING:
-    from .app import Sidecar
+    from ..app import Sidecar
 
 log = logging.getLogger(__name__)
 REFRESH_SECONDS = 5

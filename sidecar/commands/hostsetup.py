@@ -14,12 +14,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
-from .endpoint import Endpoint
+from ..config import Config
+from ..net.endpoint import Endpoint
+from ..sources.files import FileSource
+from ..zone.records import is_subdomain
+from ..zone.store import Store
 from .health import reachable
-from .records import is_subdomain
-from .sources.files import FileSource
-from .store import Store
 
 TARGETS = ("systemd-resolved", "macos", "networkmanager")
 RESOLVED_STUBS = {"127.0.0.53", "127.0.0.54"}

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..wire import frame
+from ..dns.wire import frame
 from .handler import QueryHandler
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-from .wire import HEADER
+from ..dns.wire import HEADER
 
 Name = tuple[bytes, ...]  # lower-case labels, the root left out: (b"www", b"example", b"com")
 

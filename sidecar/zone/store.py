@@ -19,8 +19,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .build import ZoneBuilder
 from .zone import Fragment, Zone
-from .zonebuild import ZoneBuilder
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from dnslib import RCODE, RR
 
-from .records import normalize_name, type_name
-from .zoneparse import parse_zone
+from .zone.parse import parse_zone
+from .zone.records import normalize_name, type_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ from dnslib import RCODE
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .server.packetcache import TAG_TRANSPORT
+from ..fastpath.packetcache import TAG_TRANSPORT
 
 if TYPE_CHECKING:
-    from .app import Sidecar
+    from ..app import Sidecar
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 QueryLabels = tuple[str, int, str, bytes]  # transport, rcode, answer source, view key

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 
-from .endpoint import Endpoint
+from ..net.endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import socket
 import struct
 import sys
 
-from .pktinfo import Ancillary, reply_source
-from .wire import OUR_UDP_SIZE
+from ..dns.wire import OUR_UDP_SIZE
+from ..net.pktinfo import Ancillary, reply_source
 
 SLOTS = 64
 SLOT_SIZE = 4096  # a bigger query is no query anyone sends: it arrives cut (MSG_TRUNC) and is dropped

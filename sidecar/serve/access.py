@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from ..zone import Network, Zone
+from ..zone.zone import Network, Zone
 
 
 class AccessPolicy:

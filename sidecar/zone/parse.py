@@ -25,7 +25,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from .errors import ZoneSyntaxError
+from ..errors import ZoneSyntaxError
 from .records import ZoneRecord, name_key
 from .reverse import ptr_name
 

@@ -1,1 +1,0 @@
-"""Transports: asyncio UDP and TCP listeners around one `QueryHandler`."""
