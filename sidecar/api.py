@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from dnslib import RCODE, RR
 
+from .dns.names import type_name
 from .zone.parse import parse_zone
-from .zone.records import normalize_name, type_name
+from .zone.records import normalize_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,12 @@ from .config import Config
 from .fastpath.packetcache import PacketCache
 from .net.endpoint import Endpoint
 from .net.reuseport import share_port, spread_at_random
+from .observe.collector import SidecarCollector
 from .observe.http import HttpServer
 from .observe.logs import QueryLog, configure_logging
-from .observe.metrics import Metrics, SidecarCollector
+from .observe.metrics import Metrics
 from .observe.peers import FamiliesSocket, WorkerMetrics, socket_path
+from .observe.status import Status
 from .resolve.cache import AnswerCache
 from .resolve.chain import Chain
 from .resolve.conditional import ConditionalForwards
@@ -75,15 +77,25 @@ class Sidecar:
                                     QueryLog() if config.log_queries else None,
                                     AccessPolicy(config.allow, config.local_to_any), local)
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
-        own = SidecarCollector(self)
-        self.collector = WorkerMetrics(own, peers, config.workers) if peers and worker == 0 else own
-        self.http = HttpServer(config.http, self, config.http_token) if config.http and worker == 0 else None
+        status = self.status()
+        own = SidecarCollector(status)
+        collector = WorkerMetrics(own, peers, config.workers) if peers and worker == 0 else own
+        self.http = (HttpServer(config.http, status, collector, config.http_token)
+                     if config.http and worker == 0 else None)
         self.families = FamiliesSocket(socket_path(peers, worker), own) if peers and worker > 0 else None
         self.docker: DockerSource | None = None
         self.bound: list[Endpoint] = []
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
         self._tcp_listener = TcpListener(self.handler)
+
+    def status(self) -> Status:
+        """What observers read of this sidecar, live (`observe.status`)."""
+        return Status(zone=lambda: self.store.zone,
+                      allows=lambda client: self.handler.access.allows(client, self.store.zone),
+                      bound=lambda: self.bound, metrics=self.metrics, packets=self.handler.packets,
+                      answers=self.forwarder.cache, upstreams=self.upstreams,
+                      upstream_dead=self.forwarder.health.is_dead, files=self.files, docker=lambda: self.docker)
 
     async def start(self) -> None:
         if self.http is not None:

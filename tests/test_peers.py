@@ -17,7 +17,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from sidecar.observe.metrics import registry_for
+from sidecar.observe.collector import registry_for
 from sidecar.observe.peers import FamiliesSocket, WorkerMetrics, families_of, socket_path
 
 

@@ -12,8 +12,7 @@ import time
 
 from dnslib import DNSError, DNSRecord
 
-from ..zone.records import type_name
-from .metrics import rcode_name
+from ..dns.names import rcode_name, type_name
 
 LOG_FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -9,6 +9,7 @@ import dns.name
 import dns.rdata
 from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RD, RR, SOA, SRV, A, DNSBuffer, DNSLabel
 
+from ..dns.names import type_name as type_name  # re-exported until serve.handler imports it from dns.names
 from . import rdtypes
 
 rdtypes.register()
@@ -80,10 +81,6 @@ def parent_name(name: str) -> str | None:
 def is_subdomain(name: str, origin: str) -> bool:
     """True when `name` equals `origin` or lies below it (both normalized)."""
     return origin == "." or name == origin or name.endswith("." + origin)
-
-
-def type_name(rtype: int) -> str:
-    return QTYPE.get(rtype, f"TYPE{rtype}")
 
 
 @dataclass(frozen=True, slots=True)
