@@ -251,9 +251,3 @@ def main(argv: Sequence[str] | None = None, env: dict[str, str] | None = None,
     if args.command == "host-setup":
         return run_host_setup(config, args.target or [], Path(args.root or "/"), bool(args.apply))
     return run(config, resolvers)
-
-
-def serve(resolvers: Sequence[Resolver] = (), *flags: str) -> int:
-    """The Python entry point: plug-in resolvers plus the command's own flags, e.g.
-    `serve([my_resolver], "--listen", "127.0.0.1:5300", "--zonefile", "zones/")`."""
-    return main(["serve", *flags], resolvers=resolvers)
