@@ -42,14 +42,11 @@ from .workers import Supervisor
 from .zone.store import Store
 
 log = logging.getLogger("sidecar")
-# The event loop lets go of the interpreter lock at every socket call, twice per UDP query. While
-# another thread is busy (a big zone being parsed and built), it then waits for the lock each
-# time, as long as this interval: at the default 5 ms, a 100k-record load at 2000 q/s left
-# queries waiting a second. At 0.1 ms they wait a few ms; with no other thread busy, nothing waits.
+# The event loop gives up the interpreter lock at every socket call and, while another thread
+# builds a zone, waits this long to get it back each time (docs/speed.md).
 SWITCH_INTERVAL_S = 0.0001
-# Queries in flight are young objects that die by reference counting (no cycles), but while a
-# burst of them is alive the collector's default young-generation threshold (700 allocations)
-# makes it sweep them over and over: 8% of the instructions of a relayed query (bench/).
+# Queries in flight die by reference counting; a low threshold sweeps a burst of them over and
+# over for nothing (docs/speed.md).
 YOUNG_GENERATION_THRESHOLD = 20_000
 
 

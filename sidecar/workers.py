@@ -1,13 +1,9 @@
-"""`--workers N`: N processes serving the same ports, watched by a supervisor that does nothing
-else. One Python process answers on one core; on a machine with cores to spare, more processes
-answer more queries (see bench/). Each worker is a whole server with its own copy of the zone
-and caches, so workers share nothing and a crash costs one worker, not the service.
-
-The supervisor forks the workers before any thread or event loop exists (forking a process that
-has threads can leave locks held forever in the child), passes SIGTERM, SIGINT and SIGHUP on, and
-starts a worker again when it dies. A worker that dies within `STARTUP_SECONDS` of its start
-failed to start (a port in use, a file it cannot read): starting it again would fail the same
-way, so the supervisor stops the others and exits with that worker's code."""
+"""`--workers N`: N processes on the same ports, for machines with cores to spare (one process
+answers on one core). Each is a whole server with its own zone and caches: they share nothing,
+and a crash costs one worker. The supervisor forks them before any thread exists (a fork with
+threads can leave locks held), passes SIGTERM, SIGINT and SIGHUP on, and starts a dead one again;
+one that dies within `STARTUP_SECONDS` failed to start (a port in use) and would fail again, so
+the supervisor then stops the others and exits with its code."""
 
 from __future__ import annotations
 

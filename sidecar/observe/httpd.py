@@ -1,15 +1,9 @@
-"""A small HTTP/1.1 server whose cost is bounded whatever its clients do: one thread running an
-event loop holds every connection, and a pool of `render_threads` threads builds the replies.
-
-One request per connection (`Connection: close`). A request head must arrive whole, within
-`MAX_HEAD` bytes, in `idle_timeout` seconds of the connection, and the reply must be taken in
-as long; otherwise the connection is closed. At most `max_connections` are open. At the cap a
-trusted newcomer closes the oldest open connection (an untrusted one first), since every open
-connection is one still waiting for its request head or draining its reply; an untrusted
-newcomer is turned away. So idle or slow connections hold neither threads nor the door.
-
-What a request gets is the caller's `respond`, run on the pool, so a slow reply (a big page)
-never holds up accepting and timing out the other connections."""
+"""A small HTTP/1.1 server whose cost is bounded whatever its clients do: one thread's event loop
+holds every connection and a pool of `render_threads` runs the caller's `respond`, so idle or
+slow clients hold no thread and a big page never stalls the rest. One request per connection:
+its head (at most `MAX_HEAD` bytes) must arrive, and its reply be taken, within `idle_timeout`.
+At `max_connections` a trusted newcomer closes the oldest connection (an untrusted one first),
+as each open one is still waiting or draining; an untrusted newcomer is turned away."""
 
 from __future__ import annotations
 

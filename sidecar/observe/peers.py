@@ -1,18 +1,9 @@
-"""Under --workers, /metrics counts the queries of every worker, not worker 0's share alone.
+"""Under --workers, /metrics counts every worker's queries, not worker 0's share alone.
 
-Every worker but the first serves its own metric families on a unix socket in a directory the
-supervisor made (mode 0700: only the service's user can read it), one JSON document per
-connection. Worker 0, which alone serves --http, reads them when it is scraped and merges them
-with its own. Nothing is exchanged between scrapes, so the workers still share nothing on the
-query path. A worker that does not answer within `PEER_TIMEOUT` (busy, or being started again)
-counts as of the last scrape that read it, with a warning; `dns_sidecar_workers_reporting` says
-how many answered.
-
-Most figures are each worker's share and are summed. A few describe what every worker holds a
-copy of (the zone, the upstreams' state) and are merged as `ACROSS_WORKERS` says. A worker that
-was started again counts from zero: what its predecessor had counted, as of the last scrape that
-saw it, is carried over, so the sums never go down and Prometheus does not read a worker's crash
-as a restart of the whole service."""
+Workers above 0 serve their metric families as JSON on unix sockets in a directory only the
+service's user can read; worker 0, which alone serves --http, reads and merges them at each
+scrape, so nothing crosses between workers on the query path. Shares are summed; state every
+worker holds a copy of (the zone, the upstreams) merges as `ACROSS_WORKERS` says."""
 
 from __future__ import annotations
 
@@ -119,8 +110,11 @@ class _Merged:
 
 
 class WorkerMetrics(Collector):
-    """Worker 0's collector: its own families (`own`) and those of workers 1 to `count - 1`,
-    read from their sockets in `directory` at each scrape and merged (see the module)."""
+    """Worker 0's collector: its own families (`own`) and those of workers 1 to `count - 1`, read
+    from their sockets in `directory` at each scrape and merged. A worker that does not answer
+    within `PEER_TIMEOUT` counts as last read, with a warning (`dns_sidecar_workers_reporting`
+    says how many answered). A restarted worker counts from zero, so what its predecessor counted
+    is carried over: the sums never dip, which Prometheus would read as the service restarting."""
 
     def __init__(self, own: Collector, directory: str, count: int) -> None:
         self._own = own
