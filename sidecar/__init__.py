@@ -7,7 +7,6 @@ and `serve` when called) is loaded on first use: importing the API loads no Dock
 
 from collections.abc import Sequence
 
-from . import serve as _listeners  # noqa: F401  (loaded first, so loading it later cannot rebind `serve`)
 from .api import NXDOMAIN, REFUSED, Answer, Forward, Found, Query, Resolver
 
 __version__ = "0.1.0"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from .api import Resolver
 from .config import Config
+from .fastpath.fastpath import FastPath
 from .fastpath.packetcache import PacketCache
 from .net.endpoint import Endpoint
 from .net.reuseport import share_port, spread_at_random
@@ -31,11 +32,11 @@ from .resolve.conditional import ConditionalForwards
 from .resolve.forward import Forwarder
 from .resolve.local import LocalZone
 from .resolve.upstreams import DefaultUpstreams, without_own
-from .serve.access import AccessPolicy
-from .serve.handler import QueryHandler
-from .serve.ratelimit import RateLimiter
-from .serve.tcp import TcpListener
-from .serve.udp import UdpListener
+from .server.access import AccessPolicy, Clients
+from .server.handler import QueryHandler
+from .server.ratelimit import RateLimiter
+from .server.tcp import TcpListener
+from .server.udp import Responder, UdpListener
 from .sources.docker import FIRST_SYNC_WAIT, DockerSource, docker_source
 from .sources.files import FileSource
 from .workers import Supervisor
@@ -70,10 +71,14 @@ class Sidecar:
         local = LocalZone(self.store)
         self.chain = Chain([*resolvers, local], self.forwarder)
         self.metrics = Metrics()
-        self.handler = QueryHandler(self.store, self.chain, PacketCache(), self.metrics,
-                                    QueryLog() if config.log_queries else None,
-                                    AccessPolicy(config.allow, config.local_to_any), local)
+        self.handler = QueryHandler(self.store, self.chain, Clients(self.store, AccessPolicy(config.allow,
+                                    config.local_to_any)), self.metrics,
+                                    QueryLog() if config.log_queries else None, local)
         self.limiter = RateLimiter(config.rate_limit) if config.rate_limit else None
+        fast, in_place = fast_path_mode(config)
+        self.fast = FastPath(self.handler, self.store) if fast else None
+        self.responder: Responder = self.fast or self.handler
+        self._ready_batch = self.fast.ready_batch if self.fast is not None and in_place else None
         status = self.status()
         own = SidecarCollector(status)
         collector = WorkerMetrics(own, peers, config.workers) if peers and worker == 0 else own
@@ -84,13 +89,14 @@ class Sidecar:
         self.bound: list[Endpoint] = []
         self._udp: list[UdpListener] = []
         self._tcp: list[asyncio.Server] = []
-        self._tcp_listener = TcpListener(self.handler)
+        self._tcp_listener = TcpListener(self.responder)
 
     def status(self) -> Status:
         """What observers read of this sidecar, live (`observe.status`)."""
         return Status(zone=lambda: self.store.zone,
-                      allows=lambda client: self.handler.access.allows(client, self.store.zone),
-                      bound=lambda: self.bound, metrics=self.metrics, packets=self.handler.packets,
+                      allows=lambda client: self.handler.clients.policy.allows(client, self.store.zone),
+                      bound=lambda: self.bound, metrics=self.metrics,
+                      packets=self.fast.packets if self.fast is not None else PacketCache(),
                       answers=self.forwarder.cache, upstreams=self.upstreams,
                       upstream_dead=self.forwarder.health.is_dead, files=self.files, docker=lambda: self.docker)
 
@@ -150,7 +156,8 @@ class Sidecar:
                 udp.close()
                 if endpoint.port != 0 or exc.errno != errno.EADDRINUSE:
                     raise OSError(exc.errno, f"{endpoint} (TCP): {exc.strerror}") from None
-        listener = UdpListener(self.handler, udp, limiter=self.limiter)
+        listener = UdpListener(self.responder, udp, limiter=self.limiter, batched=self.fast is not None,
+                               ready_batch=self._ready_batch)
         listener.start()
         self._udp.append(listener)
         self._tcp.append(server)
@@ -182,6 +189,13 @@ class Sidecar:
         log.info("reload requested")
         self.files.rescan(force=True)
         self.upstreams.refresh()
+
+
+def fast_path_mode(config: Config) -> tuple[bool, bool]:
+    """Whether the fast path answers in front of the handler (not with --no-fast-path), and
+    whether it may answer a whole batch of datagrams in place: not under --rate-limit, where each
+    datagram must pass the limiter first, nor with --log-queries, where each reply is logged."""
+    return config.fast_path, config.fast_path and not config.rate_limit and not config.log_queries
 
 
 async def _serve_until_signal(sidecar: Sidecar) -> None:

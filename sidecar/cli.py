@@ -69,6 +69,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--workers", type=int, metavar="N",
                      help="processes serving the same ports, each with its own copy of the zone and caches "
                           "(default 1; one per core answers the most queries)")
+    net.add_argument("--no-fast-path", action="store_true", default=None,
+                     help="answer every query on the slow path: no ready replies, packet cache or batch I/O "
+                          "(the same answers, more CPU; for telling a fast-path fault from any other)")
     net.add_argument("--upstream", action="append", metavar="ADDR[:PORT]",
                      help="resolver to relay other names to (repeatable; default: the nameservers "
                           "of --resolv-conf)")
@@ -198,6 +201,7 @@ def to_config(args: argparse.Namespace) -> Config:
     return Config(
         listen=listen_endpoints(get("listen", ["127.0.0.1:53"])),
         workers=worker_count(get("workers", 1)),
+        fast_path=not get("no_fast_path", False),
         zonefiles=existing_paths("--zonefile", get("zonefile", [])),
         hosts=existing_paths("--hosts", get("hosts", [])),
         records=record_lines(get("record", [])),

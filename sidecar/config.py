@@ -54,6 +54,7 @@ class Config:
     local_to_any: bool = False
     rate_limit: float = 0.0
     workers: int = 1
+    fast_path: bool = True
 
     def flag_fragment(self) -> Fragment:
         """What the flags themselves contribute to the zone: --record lines and --view ranges."""

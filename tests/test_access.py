@@ -13,14 +13,15 @@ import dns.rcode
 import pytest
 from conftest import Daemon, in_ns, start_daemon, wait_for
 
-from sidecar.fastpath.packetcache import PacketCache
+from sidecar.fastpath.fastpath import FastPath
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.chain import Chain
 from sidecar.resolve.forward import Forwarder
 from sidecar.resolve.local import LocalZone
-from sidecar.serve.access import AccessPolicy
-from sidecar.serve.handler import QueryHandler
-from sidecar.serve.ratelimit import RateLimiter, Verdict, client_prefix
+from sidecar.server.access import AccessPolicy, Clients
+from sidecar.server.handler import QueryHandler
+from sidecar.server.ratelimit import RateLimiter, Verdict, client_prefix
+from sidecar.server.responder import Responder, reply_to
 from sidecar.zone.build import build_zone
 from sidecar.zone.parse import parse_record_line
 from sidecar.zone.store import Store
@@ -76,7 +77,11 @@ def make_handler(local_to_any: bool) -> QueryHandler:
     store.put("flags", Fragment(tuple(parse_record_line("web.test. 60 IN A 192.0.2.1"))))
     local = LocalZone(store)
     chain = Chain([local], Forwarder(lambda: (), AnswerCache()))
-    return QueryHandler(store, chain, PacketCache(), access=AccessPolicy((), local_to_any), local=local)
+    return QueryHandler(store, chain, Clients(store, AccessPolicy((), local_to_any)), local=local)
+
+
+def ask(responder: Responder, data: bytes, client: str, transport: str = "udp") -> bytes | None:
+    return asyncio.run(reply_to(responder, data, client, transport))
 
 
 def rcode_of(reply: bytes | None) -> int:
@@ -86,25 +91,32 @@ def rcode_of(reply: bytes | None) -> int:
 
 def test_strangers_are_refused_on_the_fast_and_the_slow_path():
     handler = make_handler(local_to_any=False)
+    fast = FastPath(handler, handler.store)
     data = dns.message.make_query("web.test", "A").to_wire()
-    assert rcode_of(asyncio.run(handler.handle(data, "127.0.0.1", "udp"))) == dns.rcode.NOERROR
-    assert rcode_of(handler.cached(data, "127.0.0.1", "udp")) == dns.rcode.NOERROR  # now in the packet cache
-    assert rcode_of(handler.cached(data, "192.0.2.7", "udp")) == dns.rcode.REFUSED
-    assert rcode_of(asyncio.run(handler.handle(data, "192.0.2.7", "tcp"))) == dns.rcode.REFUSED
+    assert rcode_of(ask(handler, data, "127.0.0.1")) == dns.rcode.NOERROR
+    assert rcode_of(ask(fast, data, "127.0.0.1")) == dns.rcode.NOERROR
+    assert rcode_of(ask(fast, data, "127.0.0.1")) == dns.rcode.NOERROR
+    assert fast.packets.total_hits() == 1  # the second from the packet cache
+    assert rcode_of(ask(fast, data, "192.0.2.7")) == dns.rcode.REFUSED
+    assert rcode_of(ask(handler, data, "192.0.2.7", "tcp")) == dns.rcode.REFUSED
     response = bytearray(data)
     response[2] |= 0x80
-    assert handler.cached(bytes(response), "192.0.2.7", "udp") is None  # a response is never answered
+    assert ask(fast, bytes(response), "192.0.2.7") is None  # a response is never answered
+    assert fast.packets.total_hits() == 1
 
 
 def test_local_to_any_answers_local_names_but_never_forwards():
     handler = make_handler(local_to_any=True)
+    fast = FastPath(handler, handler.store)
     local = dns.message.make_query("web.test", "A").to_wire()
     other = dns.message.make_query("example.org", "A").to_wire()
-    assert handler.cached(local, "192.0.2.7", "udp") is None  # strangers take the slow path
-    reply = dns.message.from_wire(asyncio.run(handler.handle(local, "192.0.2.7", "udp")))
-    assert reply.answer[0][0].to_text() == "192.0.2.1"
-    assert rcode_of(asyncio.run(handler.handle(other, "192.0.2.7", "udp"))) == dns.rcode.REFUSED
-    assert rcode_of(asyncio.run(handler.handle(other, "127.0.0.1", "udp"))) == dns.rcode.SERVFAIL  # tried upstream
+    for _ in range(2):
+        reply = dns.message.from_wire(ask(fast, local, "192.0.2.7"))
+        assert reply.answer[0][0].to_text() == "192.0.2.1"
+    assert len(fast.packets) == 0 and fast.packets.total_hits() == 0  # nothing kept for strangers
+    assert rcode_of(ask(handler, other, "192.0.2.7")) == dns.rcode.REFUSED
+    assert rcode_of(ask(fast, other, "192.0.2.7")) == dns.rcode.REFUSED
+    assert rcode_of(ask(handler, other, "127.0.0.1")) == dns.rcode.SERVFAIL  # tried upstream
 
 
 def test_rate_limit_over_real_udp_slips_tc_and_drops_the_rest(sidecar):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sidecar.fastpath.batchio import AVAILABLE, CONTROL_SIZE, SLOT_SIZE, SLOTS, DatagramBatch
+from sidecar.net.batchio import AVAILABLE, CONTROL_SIZE, SLOT_SIZE, SLOTS, DatagramBatch
 from sidecar.net.pktinfo import IP_PKTINFO
 
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason="recvmmsg/sendmmsg are Linux system calls")

@@ -21,11 +21,11 @@ import pytest
 from dnslib import QTYPE
 
 from sidecar.api import Answer, Query
+from sidecar.dns.question import Question
 from sidecar.errors import UpstreamError
 from sidecar.net.endpoint import Endpoint
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.forward import Forwarder
-from sidecar.resolve.upstream.exchange import Question
 
 Reply = Callable[[dns.message.Message, tuple, socket.socket], None]
 
@@ -117,18 +117,18 @@ def test_spoofed_and_mismatched_replies_are_ignored(scripted) -> None:
 
 
 def test_a_reply_matches_its_question_in_any_case_of_the_name_but_not_another_type() -> None:
-    question = Question.of("www.case.test.", 65, 1)  # type 65 (HTTPS) is the bytes 00 41: "A" in ASCII
-    sent = question.request(b"\x12\x34", False)
+    question = Question.of("www.case.test.", 65, 1, False)  # type 65 (HTTPS) is the bytes 00 41: "A" in ASCII
+    sent = question.query(b"\x12\x34")
     reply = bytearray(sent)
     reply[2] |= 0x80  # QR: a response
     name_end = question.end - 4
-    assert question.answers(bytes(reply))
-    assert question.answers(bytes(reply[:12] + reply[12:name_end].upper() + reply[name_end:]))  # 0x20 echo
-    assert not question.answers(bytes(reply[:name_end] + b"\x00a\x00\x01" + reply[question.end:]))  # type 97
-    assert not question.answers(sent)  # a query, not a response
-    assert not question.answers(bytes(reply[:5]) + b"\x02" + bytes(reply[6:]))  # two questions
-    assert not question.answers(bytes(reply[:13]) + b"x" + bytes(reply[14:]))  # another name
-    assert not question.answers(bytes(reply[: question.end - 1]))  # cut short
+    assert question.answered_by(bytes(reply))
+    assert question.answered_by(bytes(reply[:12] + reply[12:name_end].upper() + reply[name_end:]))  # 0x20 echo
+    assert not question.answered_by(bytes(reply[:name_end] + b"\x00a\x00\x01" + reply[question.end:]))  # type 97
+    assert not question.answered_by(sent)  # a query, not a response
+    assert not question.answered_by(bytes(reply[:5]) + b"\x02" + bytes(reply[6:]))  # two questions
+    assert not question.answered_by(bytes(reply[:13]) + b"x" + bytes(reply[14:]))  # another name
+    assert not question.answered_by(bytes(reply[: question.end - 1]))  # cut short
 
 
 def test_ids_and_source_ports_vary_no_client_subnet_do_bit_carried(scripted) -> None:

@@ -14,6 +14,7 @@ from sidecar.api import Forward
 from sidecar.app import Sidecar
 from sidecar.config import Config
 from sidecar.net.endpoint import Endpoint
+from sidecar.server.responder import reply_to
 
 
 def test_example_plugin_answers_forwards_and_falls_through(dnsmasq, tmp_path):
@@ -47,7 +48,7 @@ def test_a_failing_plugin_costs_one_servfail_and_is_logged(caplog):
         await server.start()
         try:
             data = dns.message.make_query("any.test", "A").to_wire()
-            return dns.message.from_wire(await server.handler.handle(data, "127.0.0.1", "udp")).rcode()
+            return dns.message.from_wire(await reply_to(server.responder, data, "127.0.0.1", "udp")).rcode()
         finally:
             await server.stop()
 

@@ -12,7 +12,8 @@ import dns.rrset
 import pytest
 from test_forward_wire import ScriptedUpstream
 
-from sidecar.dns.wire import question_key, without_opt
+from sidecar.dns.question import read_question
+from sidecar.dns.relay import without_opt
 from sidecar.resolve.scrub import scrubbed
 
 SIG = "A 13 3 300 20300101000000 20200101000000 12345 chain.test. AAAA"
@@ -31,7 +32,7 @@ def reply_to(name: str, rdtype: str, answer=(), authority=(), additional=(), rco
 
 def scrub(reply: dns.message.Message) -> bytes:
     wire = reply.to_wire()
-    end = question_key(dns.message.make_query(reply.question[0].name, reply.question[0].rdtype).to_wire()).question_end
+    end = read_question(dns.message.make_query(reply.question[0].name, reply.question[0].rdtype).to_wire()).end
     return scrubbed(without_opt(wire, end)[0], end)
 
 

@@ -9,12 +9,11 @@ import dns.rcode
 import pytest
 
 from sidecar.api import Found
-from sidecar.fastpath.packetcache import PacketCache
 from sidecar.resolve.cache import AnswerCache
 from sidecar.resolve.chain import Chain
 from sidecar.resolve.forward import Forwarder
-from sidecar.serve.handler import QueryHandler
-from sidecar.serve.udp import UdpListener
+from sidecar.server.handler import QueryHandler
+from sidecar.server.udp import UdpListener
 from sidecar.zone.store import Store
 
 
@@ -27,7 +26,7 @@ def test_slow_path_work_is_bounded_and_the_excess_is_dropped(batched):
             await release.wait()
             return Found(f"{query.name} 0 IN A 192.0.2.1")
 
-        handler = QueryHandler(Store(), Chain([slow], Forwarder(lambda: (), AnswerCache())), PacketCache())
+        handler = QueryHandler(Store(), Chain([slow], Forwarder(lambda: (), AnswerCache())))
         server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         server.bind(("127.0.0.1", 0))
         listener = UdpListener(handler, server, max_pending=4, batched=batched)

@@ -6,17 +6,10 @@ import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, TXT, A, DNSRecord
 
 from sidecar.api import Answer
-from sidecar.dns import wire
-from sidecar.dns.wire import (
-    build_reply,
-    error_reply,
-    parse_query,
-    plain_question,
-    question_key,
-    relay_reply,
-    udp_limit,
-    without_opt,
-)
+from sidecar.dns import relay as relaying
+from sidecar.dns.question import parse_query, read_question
+from sidecar.dns.relay import relay_reply, without_opt
+from sidecar.dns.reply import build_reply, error_reply
 from sidecar.errors import MalformedQuery
 
 
@@ -61,14 +54,14 @@ def test_error_reply_echoes_id_opcode_and_rd():
 
 @pytest.mark.parametrize(("edns", "limit"), [(None, 512), (100, 512), (1232, 1232), (4096, 1232)])
 def test_udp_limit_follows_client_edns(edns, limit):
-    assert udp_limit(parse_query(packed_query(edns=edns))) == limit
+    assert read_question(packed_query(edns=edns)).udp_limit == limit
 
 
 def test_reply_sets_flags_and_echoes_do_bit():
-    request = parse_query(packed_query(edns=1232, do=True))
+    query = packed_query(edns=1232, do=True)
     answer = Answer(answer=(RR("web.dev.test", QTYPE.A, ttl=30, rdata=A("192.0.2.1")),),
                     authoritative=True)
-    reply = DNSRecord.parse(build_reply(request, answer, 1232))
+    reply = DNSRecord.parse(build_reply(read_question(query), query, answer, 1232))
     assert (reply.header.qr, reply.header.aa, reply.header.ra, reply.header.rd, reply.header.tc) == (1, 1, 1, 1, 0)
     opt = next(rr for rr in reply.ar if rr.rtype == QTYPE.OPT)
     assert opt.ttl & 0x8000  # DO echoed (RFC 3225)
@@ -76,13 +69,14 @@ def test_reply_sets_flags_and_echoes_do_bit():
 
 
 def test_oversized_udp_reply_is_truncated_to_an_empty_tc_reply():
-    request = parse_query(packed_query(qtype="TXT"))
+    query = packed_query(qtype="TXT")
+    question = read_question(query)
     big = tuple(RR("web.dev.test", QTYPE.TXT, ttl=30, rdata=TXT("x" * 200)) for _ in range(5))
-    packed = build_reply(request, Answer(answer=big), udp_limit(request))
+    packed = build_reply(question, query, Answer(answer=big), question.udp_limit)
     reply = DNSRecord.parse(packed)
     assert len(packed) <= 512
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.dev.test."
-    full = DNSRecord.parse(build_reply(request, Answer(answer=big), None))  # TCP: no limit
+    full = DNSRecord.parse(build_reply(question, query, Answer(answer=big), None))  # TCP: no limit
     assert full.header.tc == 0 and len(full.rr) == 5
 
 
@@ -98,7 +92,7 @@ def upstream_reply(name: str, qtype: str = "A", edns: bool = True, ttl: int = 0,
 
 
 def relay(upstream: bytes, query: bytes, limit: int) -> bytes | None:
-    return relay_reply(without_opt(upstream)[0], query, question_key(query), limit)
+    return relay_reply(without_opt(upstream)[0], query, read_question(query), limit)
 
 
 def test_relayed_reply_takes_the_clients_id_case_and_flags_and_our_opt():
@@ -125,11 +119,11 @@ def test_a_relayed_reply_echoes_rd_and_cd_only_whatever_else_the_query_sets():
     for junk in range(0, 0x0800, 0x0010):  # every combination of the bits from CD to AA
         query = bytearray(packed_query("web.fwd.test"))
         struct.pack_into("!H", query, 2, junk | 0x0110 | 0x000F)  # with RD and CD set, and rcode 15
-        relayed = DNSRecord.parse(relay_reply(upstream, bytes(query), question_key(bytes(query)), 512))
+        relayed = DNSRecord.parse(relay_reply(upstream, bytes(query), read_question(bytes(query)), 512))
         header = relayed.header
         assert (header.qr, header.rd, header.cd, header.ra, header.aa, header.tc, header.ad, header.rcode) == (
             1, 1, 1, 1, 0, 0, 1, RCODE.NOERROR)  # AD and the rcode are the upstream's
-    assert len(wire._REPLY_HEADS) <= 4
+    assert len(relaying._REPLY_HEADS) <= 4
 
 
 def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big():
@@ -145,14 +139,19 @@ def test_relay_refuses_a_reply_for_another_question_and_truncates_when_too_big()
     assert reply.header.tc == 1 and not reply.rr and str(reply.q.qname) == "web.fwd.test."
 
 
-def test_plain_question_reads_what_the_slow_path_needs_without_dnslib():
-    plain = plain_question(packed_query("WeB.Dev.Test", "AAAA", edns=4096, do=True))
+def test_a_plain_question_is_read_by_hand_the_way_the_parser_reads_it():
+    query = packed_query("WeB.Dev.Test", "AAAA", edns=4096, do=True)
+    plain = read_question(query)
     assert (plain.name, plain.qtype, plain.qclass, plain.dnssec_ok, plain.udp_limit) == (
         "WeB.Dev.Test.", QTYPE.AAAA, 1, True, 1232)
-    assert plain_question(packed_query("web.dev.test")).udp_limit == 512
+    assert plain.request is None  # no dnslib on the way
+    assert plain.wire == b"\x03web\x03dev\x04test\x00\x00\x1c\x00\x01" and plain.end == len(query) - 11
+    assert plain.key == query[2:12] + query[12:plain.end].lower() + b"\x10\x00\x80\x00"  # size, DO, version
+    assert read_question(packed_query("web.dev.test")).udp_limit == 512
     dotted = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03a.b\x04test\x00\x00\x01\x00\x01"
-    assert plain_question(dotted) is None  # left to the full parser, which answers FORMERR
-    assert plain_question(packed_query(".", "NS")).name == "."
+    parsed = read_question(dotted)  # left to the full parser
+    assert parsed.request is not None and parsed.name == "a\\.b.test." and parsed.key is not None
+    assert read_question(packed_query(".", "NS")).name == "."
 
 
 @pytest.mark.parametrize("label", [b"\t", b" ", b"a\\b", b"\x7f"])
@@ -160,7 +159,7 @@ def test_labels_the_presentation_form_escapes_are_left_to_the_parser(label):
     """A tab or a backslash in a label is legal on the wire; read by hand it would make a name
     that means something else (or nothing: "\t.apps.test." stripped to ".apps.test.")."""
     query = b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + bytes((len(label),)) + label
-    assert plain_question(query + b"\x04test\x00\x00\x01\x00\x01") is None
+    assert read_question(query + b"\x04test\x00\x00\x01\x00\x01").request is not None
 
 
 @pytest.mark.parametrize(("ttls", "expected"), [((300, 60, 3600), 60), ((300, 0), 0), ((), 7200)])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..api import Answer, Forward, Query, Resolver
-from ..dns.wire import with_records
+from ..dns.reply import with_records
 from .forward import Forwarder
 
 

@@ -21,7 +21,10 @@ from functools import partial
 from dnslib import QTYPE, RCODE, DNSError
 
 from ..api import Answer, Query
-from ..dns.wire import answer_from_reply, without_opt
+from ..dns.question import Question
+from ..dns.relay import without_opt
+from ..dns.reply import answer_from_reply
+from ..dns.wire import TC
 from ..errors import UpstreamError
 from ..net.endpoint import Endpoint, parse_endpoint
 from ..zone.records import normalize_name
@@ -29,13 +32,14 @@ from .cache import AnswerCache, CacheKey
 from .conditional import ConditionalForwards
 from .health import Health
 from .scrub import scrubbed
-from .upstream.exchange import TC, Exchanger, Outcome, OutOfSockets, Question
+from .upstream.exchange import Exchanger
+from .upstream.udp import OutOfSockets, Received
 from .upstreams import without_own
 
 log = logging.getLogger(__name__)
 
 BUDGET_FACTOR = 1.5
-_PROBE = Question.of(".", QTYPE.NS, 1)
+_PROBE = Question.of(".", QTYPE.NS, 1, False)
 _PARSE_ERRORS = (DNSError, ValueError, IndexError, UnicodeError, struct.error)
 _TRY_ANOTHER = frozenset((RCODE.SERVFAIL, RCODE.REFUSED))  # plain ints: dnslib's RCODE lookups are slow
 
@@ -93,6 +97,7 @@ class Forwarder:
         self.exchanger = Exchanger()
         self.health = Health(self._probe)
         self._inflight: dict[FlightKey, _Flight] = {}
+        # A plug-in's upstream lists, checked against our own addresses (and said so) once each.
         self._named: dict[tuple[str, ...], tuple[Endpoint, ...]] = {}
         self._tcp_legs: set[asyncio.Task] = set()  # held so they are not collected mid-flight
 
@@ -106,7 +111,7 @@ class Forwarder:
         if cached is not None:
             return cached
         try:
-            question = Question.of(qname, query.qtype, query.qclass)
+            question = Question.of(qname, query.qtype, query.qclass, query.dnssec_ok)
         except ValueError as exc:
             raise UpstreamError(str(exc)) from None
         future: asyncio.Future[Settled] = asyncio.get_running_loop().create_future()
@@ -161,8 +166,8 @@ class Forwarder:
             upstream = order[flight.tried]
             flight.tried += 1
             try:
-                self.exchanger.send_udp(upstream, flight.question, flight.cache_key[3],
-                                        remaining if remaining < timeout else timeout, partial(self._on_udp, flight))
+                self.exchanger.send_udp(upstream, flight.question, remaining if remaining < timeout else timeout,
+                                        partial(self._on_udp, flight))
                 return
             except OutOfSockets as exc:  # ours to fix, not the upstream's: it stays alive
                 flight.failed(f"{upstream}: {exc}")
@@ -184,7 +189,7 @@ class Forwarder:
         if self._inflight.get((flight.cache_key, flight.targets)) is flight:
             self._settle(flight, UpstreamError(f"internal error: {exc!r}"))
 
-    def _on_udp(self, flight: _Flight, outcome: Outcome) -> None:
+    def _on_udp(self, flight: _Flight, outcome: Received) -> None:
         try:
             if isinstance(outcome, Exception):
                 self._upstream_failed(flight, flight.asking, outcome)
@@ -192,7 +197,7 @@ class Forwarder:
                 return
             if self.health.dead:
                 self.health.answered(flight.asking)
-            if outcome[2] & TC:
+            if outcome[2] & TC >> 8:
                 leg = asyncio.get_running_loop().create_task(self._over_tcp(flight))
                 self._tcp_legs.add(leg)
                 leg.add_done_callback(self._tcp_legs.discard)
@@ -205,7 +210,7 @@ class Forwarder:
         """A truncated UDP reply: the same question to the same upstream over TCP."""
         remaining = max(0.1, flight.deadline - time.monotonic())
         try:
-            data = await self.exchanger.tcp(flight.asking, flight.question, flight.cache_key[3], remaining)
+            data = await self.exchanger.tcp(flight.asking, flight.question, remaining)
         except (TimeoutError, OSError) as exc:
             flight.failed(f"{flight.asking} over TCP: {_why(exc)}")
             data = None
@@ -258,7 +263,7 @@ class Forwarder:
         return stale
 
     async def _probe(self, upstream: Endpoint) -> None:
-        await self.exchanger.udp(upstream, _PROBE, False, self.timeout)
+        await self.exchanger.udp(upstream, _PROBE, self.timeout)
 
     def close(self) -> None:
         """Stop probing and close upstream sockets."""

@@ -9,7 +9,6 @@ import dns.name
 import dns.rdata
 from dnslib import AAAA, CNAME, MX, NS, PTR, QTYPE, RD, RR, SOA, SRV, A, DNSBuffer, DNSLabel
 
-from ..dns.names import type_name as type_name  # re-exported until serve.handler imports it from dns.names
 from . import rdtypes
 
 rdtypes.register()

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..dns.wire import frame
-from .handler import QueryHandler
+from .responder import Responder, reply_to
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ class _Connection:
 
 
 class TcpListener:
-    def __init__(self, handler: QueryHandler, idle_timeout: float = 10.0, max_connections: int = 256,
+    def __init__(self, responder: Responder, idle_timeout: float = 10.0, max_connections: int = 256,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.handler = handler
+        self.responder = responder
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self._clock = clock
@@ -82,9 +82,7 @@ class TcpListener:
                 size_bytes = await reader.readexactly(2)
                 data = await reader.readexactly(struct.unpack("!H", size_bytes)[0])
             conn.answering = True
-            reply = self.handler.cached(data, client, "tcp")
-            if reply is None:
-                reply = await self.handler.handle(data, client, "tcp")
+            reply = await reply_to(self.responder, data, client, "tcp")
             if reply is None:
                 return  # garbage: drop the connection rather than guess at the framing
             if conn.writer.transport.is_closing():  # the client reset or closed while we resolved
@@ -107,3 +105,4 @@ class TcpListener:
             _, still = await asyncio.wait(busy, timeout=timeout)
             for task in still:
                 task.cancel()
+

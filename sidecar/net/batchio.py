@@ -23,7 +23,7 @@ import struct
 import sys
 
 from ..dns.wire import OUR_UDP_SIZE
-from ..net.pktinfo import Ancillary, reply_source
+from .pktinfo import Ancillary, reply_source
 
 SLOTS = 64
 SLOT_SIZE = 4096  # a bigger query is no query anyone sends: it arrives cut (MSG_TRUNC) and is dropped
