@@ -1,0 +1,167 @@
+"""Access policy and rate limiting as plain values: who is served, who is refused, who is slowed."""
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import subprocess
+import sys
+
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+
+from sidecar.fastpath.packetcache import PacketCache
+from sidecar.resolve.cache import AnswerCache
+from sidecar.resolve.chain import Chain
+from sidecar.resolve.forward import Forwarder
+from sidecar.resolve.local import LocalZone
+from sidecar.serve.access import AccessPolicy
+from sidecar.serve.handler import QueryHandler
+from sidecar.serve.ratelimit import RateLimiter, Verdict, client_prefix
+from sidecar.zone.build import build_zone
+from sidecar.zone.parse import parse_record_line
+from sidecar.zone.store import Store
+from sidecar.zone.zone import Fragment, Zone
+from tests.conftest import Daemon, in_ns, start_daemon, wait_for
+
+
+def zone_with_view(cidr: str) -> Zone:
+    zone, _ = build_zone({"docker:net": Fragment((), {"front": (ipaddress.ip_network(cidr),)})})
+    return zone
+
+
+@pytest.mark.parametrize(("client", "allowed"), [
+    ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("172.20.3.4", True),  # inside a network the zone knows
+    ("198.51.100.7", True),  # --allow
+    ("192.0.2.1", False), ("2001:db8::1", False), ("not-an-ip", False),
+])
+def test_default_policy_serves_loopback_known_networks_and_allowed_ranges(client, allowed):
+    policy = AccessPolicy([ipaddress.ip_network("198.51.100.0/24")])
+    assert policy.allows(client, zone_with_view("172.20.0.0/16")) is allowed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limit_drops_and_slips_over_the_rate_per_prefix():
+    clock = Clock()
+    limiter = RateLimiter(rate=10, burst=10, slip=2, clock=clock)
+    verdicts = [limiter.check("192.0.2.1") for _ in range(16)]
+    assert verdicts[:10] == [Verdict.ANSWER] * 10
+    assert verdicts[10:] == [Verdict.DROP, Verdict.SLIP] * 3
+    assert limiter.check("192.0.2.200") == Verdict.DROP  # same /24 shares the bucket
+    assert limiter.check("198.51.100.1") == Verdict.ANSWER  # another prefix does not
+    clock.now += 0.5  # five tokens back
+    assert [limiter.check("192.0.2.1") for _ in range(5)] == [Verdict.ANSWER] * 5
+
+
+def test_ipv6_prefix_is_a_56():
+    assert client_prefix("2001:db8:1:ff::1") == client_prefix("2001:db8:1:0::2") == "2001:db8:1::"
+    assert client_prefix("2001:db8:1:100::1") != client_prefix("2001:db8:1::1")
+
+
+
+def make_handler(local_to_any: bool) -> QueryHandler:
+    """The real handler over a real zone; the forwarder has no upstream, so a forwarded question
+    would come back SERVFAIL, which tells it apart from the policy's REFUSED."""
+    store = Store()
+    store.put("flags", Fragment(tuple(parse_record_line("web.test. 60 IN A 192.0.2.1"))))
+    local = LocalZone(store)
+    chain = Chain([local], Forwarder(lambda: (), AnswerCache()))
+    return QueryHandler(store, chain, PacketCache(), access=AccessPolicy((), local_to_any), local=local)
+
+
+def rcode_of(reply: bytes | None) -> int:
+    assert reply is not None
+    return dns.message.from_wire(reply).rcode()
+
+
+def test_strangers_are_refused_on_the_fast_and_the_slow_path():
+    handler = make_handler(local_to_any=False)
+    data = dns.message.make_query("web.test", "A").to_wire()
+    assert rcode_of(asyncio.run(handler.handle(data, "127.0.0.1", "udp"))) == dns.rcode.NOERROR
+    assert rcode_of(handler.cached(data, "127.0.0.1", "udp")) == dns.rcode.NOERROR  # now in the packet cache
+    assert rcode_of(handler.cached(data, "192.0.2.7", "udp")) == dns.rcode.REFUSED
+    assert rcode_of(asyncio.run(handler.handle(data, "192.0.2.7", "tcp"))) == dns.rcode.REFUSED
+    response = bytearray(data)
+    response[2] |= 0x80
+    assert handler.cached(bytes(response), "192.0.2.7", "udp") is None  # a response is never answered
+
+
+def test_local_to_any_answers_local_names_but_never_forwards():
+    handler = make_handler(local_to_any=True)
+    local = dns.message.make_query("web.test", "A").to_wire()
+    other = dns.message.make_query("example.org", "A").to_wire()
+    assert handler.cached(local, "192.0.2.7", "udp") is None  # strangers take the slow path
+    reply = dns.message.from_wire(asyncio.run(handler.handle(local, "192.0.2.7", "udp")))
+    assert reply.answer[0][0].to_text() == "192.0.2.1"
+    assert rcode_of(asyncio.run(handler.handle(other, "192.0.2.7", "udp"))) == dns.rcode.REFUSED
+    assert rcode_of(asyncio.run(handler.handle(other, "127.0.0.1", "udp"))) == dns.rcode.SERVFAIL  # tried upstream
+
+
+def test_rate_limit_over_real_udp_slips_tc_and_drops_the_rest(sidecar):
+    server = sidecar("--record", "web.test. 60 IN A 192.0.2.1", "--rate-limit", "5")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1.0)
+    try:
+        for qid in range(40):
+            sock.sendto(dns.message.make_query("web.test", "A", id=qid).to_wire(), (server.host, server.port))
+        answered = slipped = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                reply = dns.message.from_wire(sock.recv(4096))
+                if reply.flags & dns.flags.TC:
+                    assert not reply.answer and reply.question[0].name.to_text() == "web.test."
+                    slipped += 1
+                else:
+                    answered += 1
+    finally:
+        sock.close()
+    assert 5 <= answered <= 10  # the burst, plus what refilled while the burst was sent
+    assert slipped >= 12  # every second query over the rate
+    assert answered + slipped < 40
+
+
+def test_listening_on_all_addresses_is_not_an_open_resolver(namespace, tmp_path):
+    """Over real sockets, in a namespace of our own: a client on a non-loopback address is
+    REFUSED until --allow names its range; loopback is always served."""
+    for address in ("192.0.2.1/32", "192.0.2.2/32"):  # a "LAN" address for the server and a client
+        subprocess.run(in_ns(namespace, "ip", "addr", "add", address, "dev", "lo"), check=True)
+
+    def serve(*extra: str) -> Daemon:
+        log = tmp_path / f"sidecar{len(extra)}.log"
+        argv = in_ns(namespace, sys.executable, "-m", "sidecar", "--no-docker", "--listen", "0.0.0.0:53",
+                     "--record", "web.test. 60 IN A 192.0.2.10", "--upstream", "127.0.0.254:5", *extra)
+        daemon = Daemon(start_daemon(argv, log), log)
+        wait_for(lambda: "listening on" in daemon.log_text() or daemon.proc.poll() is not None, what="sidecar")
+        assert daemon.proc.poll() is None, daemon.log_text()
+        return daemon
+
+    def rcode_from(source: str, server_address: str = "192.0.2.1") -> str:
+        """dnspython, run inside the namespace, asking from `source`."""
+        code = ("import dns.message, dns.query, dns.rcode; "
+                f"q = dns.message.make_query('web.test', 'A'); "
+                f"print(dns.rcode.to_text(dns.query.udp(q, '{server_address}', timeout=3, source='{source}').rcode()))")
+        result = subprocess.run(in_ns(namespace, sys.executable, "-c", code), capture_output=True, text=True,
+                                timeout=15)
+        return result.stdout.strip() or result.stderr
+
+    server = serve()
+    try:
+        assert rcode_from("192.0.2.2") == "REFUSED"
+        assert rcode_from("127.0.0.1", "127.0.0.1") == "NOERROR"
+    finally:
+        server.stop()
+    server = serve("--allow", "192.0.2.0/24")
+    try:
+        assert rcode_from("192.0.2.2") == "NOERROR"
+    finally:
+        server.stop()
