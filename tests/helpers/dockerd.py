@@ -22,7 +22,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import wait_for
+from tests.helpers.process import wait_for
 
 IMAGE = "local/busybox:latest"
 APPLETS = ("sh", "sleep", "nslookup", "cat", "test", "touch", "rm")

@@ -20,8 +20,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.conftest import private_namespace, wait_for
 from tests.helpers.dockerd import busybox_tar, die_with_parent, log_tail, terminate, unmount_under
+from tests.helpers.netns import private_namespace
+from tests.helpers.process import wait_for
 
 # runc cannot raise RLIMIT_NOFILE/NPROC in this kind of VM ("error setting rlimit type 7")
 CONTAINERS_CONF = '[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n'

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import private_namespace
 from tests.helpers.dockerd import Dockerd
+from tests.helpers.netns import private_namespace
 
 MANAGER_ADDRESS, WORKER_ADDRESS = "192.0.2.1", "192.0.2.2"
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import docker
 
-from tests.conftest import ROOT, private_namespace
+from tests.helpers import ROOT
 from tests.helpers.dockerd import Dockerd
+from tests.helpers.netns import private_namespace
 
 DOCS = ROOT / "docs" / "compose.md"
 COMPOSE_FILE = ROOT / "compose.example.yml"

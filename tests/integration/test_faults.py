@@ -11,7 +11,9 @@ import time
 import dns.message
 import dns.rcode
 
-from tests.conftest import ROOT, free_port, wait_for
+from bench.daemons import free_port
+from tests.helpers import ROOT
+from tests.helpers.process import wait_for
 
 
 def test_http_port_taken_logs_why_and_dns_is_served(sidecar) -> None:

@@ -4,7 +4,9 @@ a host takes. Runs in a private network namespace so the sidecar can own 127.0.0
 import subprocess
 import sys
 
-from tests.conftest import ROOT, Daemon, in_ns, start_daemon, wait_for
+from tests.helpers import ROOT
+from tests.helpers.netns import in_ns
+from tests.helpers.process import Daemon, start_daemon, wait_for
 
 
 def test_getent_resolves_local_names_through_the_sidecar(namespace, tmp_path):

@@ -9,11 +9,13 @@ import dns.message
 import dns.query
 import dns.rcode
 
+from bench.daemons import free_port
 from sidecar.api import Forward
 from sidecar.app import Sidecar
 from sidecar.config import Config
 from sidecar.net.endpoint import Endpoint
-from tests.conftest import ROOT, Daemon, free_port, start_daemon, wait_for
+from tests.helpers import ROOT
+from tests.helpers.process import Daemon, start_daemon, wait_for
 
 
 def test_example_plugin_answers_forwards_and_falls_through(dnsmasq, tmp_path):

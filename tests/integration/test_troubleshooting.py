@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.daemons import free_port
 from sidecar.sources.dockersocket import socket_problem
-from tests.conftest import ROOT, free_port, start_daemon, wait_for
+from tests.helpers import ROOT
+from tests.helpers.process import start_daemon, wait_for
 
 OTHER = 4242  # an owner and group this test's process is not
 

@@ -21,14 +21,14 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from daemons import children
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.daemons import children, free_port
 from sidecar.app import _metrics_directory
 from sidecar.config import Config
 from sidecar.net.endpoint import Endpoint
 from sidecar.workers import STARTUP_SECONDS
-from tests.conftest import free_port, query, start_daemon, wait_for
+from tests.helpers.process import query, start_daemon, wait_for
 
 RECORD = "svc.workers.test. 60 IN A 192.0.2.44"
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 TINY = ["--quick", "--workers", "2", "--seconds", "0.5", "--latency-seconds", "0.5", "--records", "2000",
         "--containers", "100", "--idle-seconds", "0.2", "--swap-seconds", "20", "--junk", "2000", "--no-events"]

@@ -15,7 +15,7 @@ import yaml
 from dnslib import QTYPE
 
 from sidecar.sources.files import parse_file
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.helpers.walkthrough import COMPOSE_FILE, EXAMPLE, V2_MARK, walkthrough
 
 

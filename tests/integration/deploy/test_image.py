@@ -19,9 +19,9 @@ import docker
 import pytest
 from dns import rcode
 
-from tests.conftest import query, wait_for
 from tests.helpers.dockerd import Dockerd, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
 from tests.helpers.imagebuild import Build, loopback_with_free_53, offline_build_fixture, sidecar_image_fixture  # noqa: F401
+from tests.helpers.process import query, wait_for
 from tests.helpers.walkthrough import V2_MARK, Stack, copy_images, engine_in_namespace, walkthrough
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

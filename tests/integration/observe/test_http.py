@@ -16,7 +16,9 @@ import pytest
 from dns import rcode
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, free_port, wait_for
+from bench.daemons import free_port
+from tests.helpers import ROOT
+from tests.helpers.process import wait_for
 
 ZONE = """$ORIGIN dev.test.
 $TTL 300

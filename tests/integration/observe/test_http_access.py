@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, free_port, in_ns, start_daemon, wait_for
+from bench.daemons import free_port
+from tests.helpers.netns import in_ns
+from tests.helpers.process import Daemon, start_daemon, wait_for
 
 TOKEN = "s3cret-Token_1~"
 

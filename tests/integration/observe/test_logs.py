@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import wait_for
+from tests.helpers.process import wait_for
 
 ZONE = "$ORIGIN dev.test.\n@ IN SOA ns admin 1 3600 600 86400 60\nns IN A 192.0.2.1\nweb IN A 192.0.2.10\n"
 

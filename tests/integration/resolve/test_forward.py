@@ -15,7 +15,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import Daemon, free_port, wait_for
+from bench.daemons import free_port
+from tests.helpers.process import Daemon, wait_for
 
 _names = itertools.count()
 

@@ -15,7 +15,8 @@ import dns.rdataclass
 import dns.rdatatype
 import pytest
 
-from tests.conftest import Daemon, knot_serving, query
+from tests.helpers.process import Daemon, query
+from tests.helpers.servers import knot_serving
 
 ZONE = """$ORIGIN signed.test.
 $TTL 300

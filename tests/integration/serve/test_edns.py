@@ -17,7 +17,8 @@ import dns.opcode
 import dns.rcode
 import pytest
 
-from tests.conftest import Daemon, knot_serving, sidecars
+from tests.helpers.process import Daemon
+from tests.helpers.servers import knot_serving, sidecars
 
 ZONE = """$ORIGIN probe.test.
 $TTL 300

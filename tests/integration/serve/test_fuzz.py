@@ -25,7 +25,7 @@ from sidecar.serve.handler import QueryHandler
 from sidecar.zone.parse import parse_zone
 from sidecar.zone.store import Store
 from sidecar.zone.zone import Fragment
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 EXAMPLES = 2000
 SOCKET_PACKETS = 4000

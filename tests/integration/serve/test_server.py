@@ -13,7 +13,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import ROOT, Daemon, free_port, query, start_daemon, wait_for
+from bench.daemons import free_port
+from tests.helpers import ROOT
+from tests.helpers.process import Daemon, query, start_daemon, wait_for
 
 EXAMPLE_ZONE = ROOT / "examples" / "dev.test.zone"
 BIG_TXT = "\n".join(f'big.local.test. 60 IN TXT "{i:02d}{"x" * 200}"' for i in range(10))

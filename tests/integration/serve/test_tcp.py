@@ -11,7 +11,7 @@ import time
 import dns.message
 import dns.rcode
 
-from tests.conftest import wait_for
+from tests.helpers.process import wait_for
 from tests.integration.resolve.test_forward_wire import answer_a, scripted  # noqa: F401 - a fixture
 
 

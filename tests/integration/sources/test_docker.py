@@ -17,8 +17,8 @@ from sidecar.api import Query
 from sidecar.sources.docker import DockerSource, docker_endpoint
 from sidecar.sources.labels import NameRules
 from sidecar.zone.store import Store
-from tests.conftest import query, wait_for
 from tests.helpers.dockerd import IMAGE, Dockerd, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
+from tests.helpers.process import query, wait_for
 
 V6_SUBNET = "2001:db8:5::/64"
 

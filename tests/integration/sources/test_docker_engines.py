@@ -16,15 +16,15 @@ from collections.abc import Callable
 import docker
 import pytest
 import yaml
-from daemons import free_port
 
+from bench.daemons import free_port
 from sidecar.api import Query
 from sidecar.sources.docker import DockerSource
 from sidecar.sources.labels import NameRules
 from sidecar.zone.store import Store
-from tests.conftest import wait_for
 from tests.helpers.dockerd import IMAGE, docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
 from tests.helpers.podman import podman_client_fixture, podman_engine_fixture  # noqa: F401 - fixtures
+from tests.helpers.process import wait_for
 from tests.integration.sources.test_docker import address, answers, eventually
 
 REMOVAL_DEADLINE = 1.0  # seconds from the engine saying it is done to the name being gone

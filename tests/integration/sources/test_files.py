@@ -15,7 +15,7 @@ from dnslib import QTYPE
 from sidecar.api import Query
 from sidecar.sources.files import FileSource
 from sidecar.zone.store import Store
-from tests.conftest import wait_for
+from tests.helpers.process import wait_for
 
 ZONE = """$ORIGIN live.test.
 $TTL 60

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
 from tests.helpers.dockerd import docker_client_fixture, docker_engine_fixture  # noqa: F401 - fixtures
+from tests.helpers.process import wait_for
 from tests.helpers.swarm import swarm_engine_fixture  # noqa: F401 - fixture
 from tests.integration.sources.test_docker import address, eventually, network, run, serve  # noqa: F401 - serve is a fixture
 from tests.integration.sources.test_swarm import STACK, stack, swarm_client, task_addresses  # noqa: F401 - fixtures

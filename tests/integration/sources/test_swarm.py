@@ -22,7 +22,8 @@ from sidecar.sources.docker import DockerSource
 from sidecar.sources.labels import NameRules
 from sidecar.sources.swarm import FRAGMENT_KEY
 from sidecar.zone.store import Store
-from tests.conftest import ROOT, wait_for
+from tests.helpers import ROOT
+from tests.helpers.process import wait_for
 from tests.helpers.swarm import SwarmDockerd, swarm_engine_fixture  # noqa: F401 - fixture
 from tests.integration.sources.test_docker import answers, eventually
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from tests.conftest import wait_for
+from tests.helpers.process import wait_for
 from tests.helpers.swarm import MANAGER_ADDRESS, WORKER_ADDRESS, SwarmDockerd, SwarmUnavailable, two_node_swarm
 from tests.integration.sources.test_docker import answers, eventually
 from tests.integration.sources.test_swarm import loopback_source

@@ -24,7 +24,8 @@ import pytest
 
 from sidecar.errors import ZoneSyntaxError
 from sidecar.sources.files import parse_file
-from tests.conftest import ROOT, wait_for
+from tests.helpers import ROOT
+from tests.helpers.process import wait_for
 
 ZONES = ROOT / "tests" / "data" / "zones"
 BROKEN = ZONES / "broken"

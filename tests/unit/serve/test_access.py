@@ -24,7 +24,8 @@ from sidecar.zone.build import build_zone
 from sidecar.zone.parse import parse_record_line
 from sidecar.zone.store import Store
 from sidecar.zone.zone import Fragment, Zone
-from tests.conftest import Daemon, in_ns, start_daemon, wait_for
+from tests.helpers.netns import in_ns
+from tests.helpers.process import Daemon, start_daemon, wait_for
 
 
 def zone_with_view(cidr: str) -> Zone:
