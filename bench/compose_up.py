@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the repository root: tests.helpers' engines
 
-from walkthrough import BUILD_SCRIPT, Stack, engine_in_namespace, walkthrough  # noqa: E402
+from tests.helpers.walkthrough import BUILD_SCRIPT, Stack, engine_in_namespace, walkthrough  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -29,10 +29,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the repository root: tests.helpers' engines
 
 from daemons import HOST, ROOT, answer_count, ask, free_port  # noqa: E402
-from dockerd import IMAGE, Dockerd  # noqa: E402
+
+from tests.helpers.dockerd import IMAGE, Dockerd  # noqa: E402
 
 ANSWER_TIMEOUT = 5.0  # per container: a name that takes longer counts as a failure
 

@@ -31,13 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the repository root: tests.helpers' engines
 
 from daemons import ask, start_dnsmasq, start_sidecar  # noqa: E402
 from dataset import ZONE, DataSet, address, write_zonefile  # noqa: E402
 from dnslib import DNSRecord  # noqa: E402
 from dnsperf import dnsperf  # noqa: E402
-from dockerd import IMAGE, Dockerd  # noqa: E402
+
+from tests.helpers.dockerd import IMAGE, Dockerd  # noqa: E402
 
 NETWORK = "soak_net"
 STEADY = ("soak-steady-0", "soak-steady-1", "soak-steady-2")  # always running: answered locally

@@ -25,13 +25,14 @@ from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE), str(HERE.parent)]  # the repository root: tests.helpers' engines
 
 from daemons import HOST, ROOT, answer_count, ask, free_port  # noqa: E402
 from docker.types import EndpointSpec  # noqa: E402
-from dockerd import IMAGE  # noqa: E402
 from event_latency import percentiles  # noqa: E402
-from swarm import SwarmDockerd, one_node_swarm  # noqa: E402
+
+from tests.helpers.dockerd import IMAGE  # noqa: E402
+from tests.helpers.swarm import SwarmDockerd, one_node_swarm  # noqa: E402
 
 SERVICE, NETWORK, SUBNET = "bench", "bench_net", "10.214.0.0/24"
 INSIDE = "127.0.0.214"
