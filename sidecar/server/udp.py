@@ -89,6 +89,7 @@ class UdpListener:
             unanswered, dropped = batch.reply_in_place(self._ready_batch(queries, hosts))
             self.dropped += dropped
         waiting = len(self._outbox)
+        self._flush_soon = True  # replies made now leave with the flush below, not a later one
         if unanswered:
             datagrams, senders = batch.datagrams(), batch.senders()
             sources = batch.reply_sources() if batch.destinations else None
