@@ -1,10 +1,8 @@
 """`dns-sidecar host-setup`: route only the sidecar's domains to it from the host's own resolver,
-and leave every other name where it went before.
-
-Covers systemd-resolved (a drop-in with `DNS=` and routing-only `Domains=~name`), macOS (one
-`/etc/resolver/<domain>` per domain) and NetworkManager's dnsmasq (`server=/<domain>/<addr>#<port>`).
-The files are printed, or written with `--apply` (under `--root`, to check them); nothing is
-restarted: the commands to do so are printed."""
+and leave every other name where it went before. Covers systemd-resolved (a drop-in with `DNS=`
+and routing-only `Domains=~name`), macOS (one `/etc/resolver/<domain>` per domain) and
+NetworkManager's dnsmasq (`server=/<domain>/<addr>#<port>`). The files are printed, or written
+with `--apply` (under `--root`, to check them); nothing is restarted: the commands are printed."""
 
 from __future__ import annotations
 

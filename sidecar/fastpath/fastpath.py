@@ -1,9 +1,5 @@
 """The fast path, in front of the slow one (`serve.handler`): what it has ready it answers with
 no parsing at all; the rest it reads once and hands on, keeping what the answer makes reusable.
-
-Per query: a reply made ready for these exact bytes (but the ID) from this client's view; else a
-relay remembered for them (a question found not to be local: straight to the answer cache and
-upstream); else the question is read, a kept reply for it made ready, or the handler answers it.
 Everything here is for speed only: without it (`--no-fast-path`) the handler answers every
 query, with the same bytes."""
 
@@ -37,7 +33,10 @@ class FastPath:
         self._generation = -1  # the zone generation both hold answers of
 
     def receive(self, data: bytes, client: str, transport: str, send: Send) -> None:
-        """Answer the query `data` from `client`; `send` gets the reply exactly once."""
+        """Answer the query `data` from `client`; `send` gets the reply exactly once. In order: a
+        reply made ready for these exact bytes (but the ID) from this client's view; else a relay
+        remembered for them (a question found not to be local: straight to the answer cache and
+        upstream); else the question is read, a kept reply for it made ready, or the handler answers."""
         generation = self._store.zone.generation
         if generation != self._generation:
             self._retire(generation)

@@ -1,13 +1,9 @@
 """Packed replies kept for reuse, and replies made ready for exact queries.
 
-Entries hold one packed reply per packet-cache key (the question's `key`: ID dropped, name case
-folded, EDNS reduced to size and DO bit) and key suffix (transport tag and client view). They
-carry the zone generation they were made in, so a zone swap retires them all at once; forwarded
-ones also expire with their TTL and have their TTLs counted down on the way out.
-
-Ready tables, one per key suffix, hold per exact query as it arrived (minus its ID) the reply
-already made that asker's own (its question case, TTLs aged to the current second): a repeat
-query costs one dict lookup and a concatenation. Hits are counted by key suffix and rcode."""
+Entries hold one packed reply per question, transport and client view; a zone swap retires them
+all at once, and forwarded ones also expire with their TTL. Ready tables hold, per exact query as
+it arrived, the reply already made that asker's own, so a repeat query costs one dict lookup and
+a concatenation."""
 
 from __future__ import annotations
 
@@ -61,6 +57,12 @@ _NO_TABLE: Mapping[bytes, _Ready] = MappingProxyType({})  # for a client with no
 
 
 class PacketCache:
+    """Entries are keyed by the question's `key` (ID dropped, name case folded, EDNS reduced to
+    size and DO bit) and a key suffix (transport tag and client view), and carry the zone
+    generation they were made in; forwarded ones have their TTLs counted down on the way out.
+    Ready tables, one per key suffix, hold per exact query (minus its ID) the reply in that
+    query's case with TTLs aged to the current second. Hits are counted by key suffix and rcode."""
+
     def __init__(self, max_entries: int = 50_000, clock: Callable[[], float] = time.monotonic) -> None:
         self._entries: dict[bytes, _Packed] = {}
         self._tables: dict[bytes, ReadyTable] = {}  # by key suffix; emptied, never replaced

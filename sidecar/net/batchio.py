@@ -1,17 +1,8 @@
 """Datagrams by the batch: one recvmmsg(2) reads up to `SLOTS` queries and one sendmmsg(2) sends
-a loop turn's replies (`DatagramBatch`, the listener's side), where recvfrom/sendto cost a system
-call, a Python call and an address tuple built and parsed again per datagram. Under load that is a fifth of the CPU a
-repeat query costs (bench/). Linux only, through ctypes: `open` returns None elsewhere, and
-callers go datagram by datagram.
-
-All buffers are allocated once. A received datagram stays in its slot until the next `receive`,
-so what a caller keeps (the query, the sender's address as the kernel gave it: plain bytes) is
-copied out; a reply is copied into a send slot and goes to those address bytes, no tuple and no
-parsing. A reply ready the moment its query is read (a packet-cache hit) does not even take
-that: it is written over the query in the query's own slot, behind the query's ID, and sent from
-there with the header the kernel filled in (`reply_in_place`), which names the sender already.
-On a wildcard address the query's destination (IP_PKTINFO / IPV6_PKTINFO) is read the same way,
-and each reply leaves from the address its query was sent to."""
+a loop turn's replies, where recvfrom/sendto cost a system call, a Python call and an address
+tuple per datagram (docs/speed.md). Buffers are allocated once, and a packet-cache hit is written
+over its query in the slot it came in (`DatagramBatch.reply_in_place`). Linux only, through
+ctypes: `open` returns None elsewhere, and callers go datagram by datagram."""
 
 from __future__ import annotations
 
@@ -137,9 +128,11 @@ _DATA_OFFSETS = range(0, SLOTS * SLOT_SIZE, SLOT_SIZE)
 
 
 class DatagramBatch:
-    """Batched reads and replies on one non-blocking UDP socket (see the module's docstring):
-    `receive`, then `datagrams`, `senders` and `hosts` (lists in slot order), then `send` replies,
-    now or after later receives (a sender is plain bytes, kept as long as needed)."""
+    """Batched reads and replies on one non-blocking UDP socket: `receive`, then `datagrams`,
+    `senders` and `hosts` (lists in slot order), then `send` replies, now or after later receives.
+    A datagram stays in its slot only until the next `receive`, so what a caller keeps is copied
+    out (a sender is plain address bytes, kept as long as needed). On a wildcard address each
+    reply leaves from the address its query was sent to (IP_PKTINFO / IPV6_PKTINFO)."""
 
     def __init__(self, sock: socket.socket, destinations: bool) -> None:
         assert AVAILABLE

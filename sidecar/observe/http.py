@@ -1,10 +1,8 @@
 """The window into a running sidecar (`--http ADDR:PORT`): /healthz, /metrics, /records and a
-small self-refreshing page.
-
-It runs on its own threads (`httpd`), so a slow scrape never holds up the event loop. Only
-clients the DNS access policy serves are answered; with --http-token, everything but /healthz
-also wants that bearer token. Handlers only read the sidecar's `Status` (an immutable zone,
-plain integer counts), so they take no lock."""
+small self-refreshing page. It runs on its own threads (`httpd`), so a slow scrape never holds up
+the event loop. Only clients the DNS access policy serves are answered; with --http-token,
+everything but /healthz also wants that bearer token. Handlers only read the sidecar's `Status`
+(an immutable zone, plain integer counts), so they take no lock."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """The answer cache for forwarded replies. TTLs count down in what clients see; negative answers
-are kept for the SOA's TTL capped by its minimum (RFC 2308 5) and show that TTL on the SOA;
-failures are remembered briefly (RFC 2308 7) so a broken name does not cost every asker a full
-round of upstream timeouts; size is bounded with LRU eviction.
-
-Serve-stale (RFC 8767): an expired entry is kept for `stale_ttl` more seconds. When no upstream
-can answer, it is served with a TTL of `STALE_ANSWER_TTL`, and for that long it is served
-straight away (the failure recheck timer, RFC 8767 4) instead of waiting on upstreams again.
-
+are kept as RFC 2308 5 says; failures are remembered briefly (RFC 2308 7) so a broken name does
+not cost every asker a full round of upstream timeouts; size is bounded with LRU eviction.
+Expired entries are kept a while longer to serve stale (RFC 8767) when no upstream can answer.
 The clock is injected so tests can move time instead of sleeping."""
 
 from __future__ import annotations
@@ -95,8 +90,9 @@ class AnswerCache:
         return _with_ttls(entry.answer, lambda rr: max(0, rr.ttl - elapsed), entry.ttl - elapsed)
 
     def stale(self, key: CacheKey) -> Answer | None:
-        """An expired answer still within `stale_ttl`, for when no upstream can answer; serving it
-        starts the failure recheck timer."""
+        """An expired answer still within `stale_ttl`, for when no upstream can answer, with a TTL
+        of `STALE_ANSWER_TTL`. Serving it starts the failure recheck timer (RFC 8767 4): for that
+        long `get` serves it straight away instead of waiting on upstreams again."""
         entry = self._entries.get(key)
         if entry is None:
             return None

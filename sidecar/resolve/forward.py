@@ -1,12 +1,7 @@
 """Relays questions upstream: from the cache when it can, else to the first live upstream (UDP,
 TCP when the reply is truncated), the next one on timeout, SERVFAIL or REFUSED. A question gets
 at most `BUDGET_FACTOR` x the per-upstream timeout in all, so a client sees SERVFAIL (or a stale
-answer) before it gives up on us. Identical questions in flight share one upstream query.
-
-Each question upstream is a `_Flight` moved along by callbacks (reply, timeout, error), not a
-coroutine: the UDP listener relays a plain query with no task at all (`ask`), and `resolve` wraps
-the same machinery in one future for the resolver chain. A reply that cannot be cached (TTL 0)
-settles as its bytes, with no `Answer` built around it: the listener relays them as they are."""
+answer) before it gives up on us. Identical questions in flight share one upstream query."""
 
 from __future__ import annotations
 
@@ -59,9 +54,10 @@ def _why(exc: Exception) -> str:
 
 @dataclass(eq=False, slots=True)
 class _Flight:
-    """One question on its way upstream: who waits for it, the upstreams to try (in health order;
-    the first `tried` have been, the last of them is being asked now), when its budget runs out,
-    and why each upstream failed so far."""
+    """One question on its way upstream, moved along by callbacks (reply, timeout, error) rather
+    than a coroutine, so a plain relayed query needs no task (`Forwarder.ask`): who waits for it,
+    the upstreams to try (in health order; the first `tried` have been, the last of them is being
+    asked now), when its budget runs out, and why each upstream failed so far."""
 
     cache_key: CacheKey
     targets: tuple[Endpoint, ...]
@@ -137,7 +133,8 @@ class Forwarder:
 
     def ask(self, key: CacheKey, targets: tuple[Endpoint, ...], question: Question, waiter: Waiter) -> None:
         """Ask `targets` for `question` (the cache already missed); `waiter` gets the Answer, the
-        reply bytes or the UpstreamError, exactly once, possibly before this returns. A question
+        reply bytes (one that cannot be cached, relayed as it is, with no `Answer` built around
+        it) or the UpstreamError, exactly once, possibly before this returns. A question
         that failed a moment ago is not asked again: it gets a stale answer or the remembered
         failure."""
         flight_key = (key, targets)

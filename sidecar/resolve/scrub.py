@@ -1,16 +1,8 @@
 """Upstream replies cut down to the question's answer chain before they are relayed or cached,
 as unbound's scrubber does: a reply may carry records nobody asked about (another owner's
 address, an NS set and its glue for a name outside the chain), and a client that caches them
-would be poisoned by whoever forged or corrupted that reply. Sans-IO: bytes in, bytes out.
-
-Kept: in the answer section, the records owned by a name of the chain (the question's name and
-every CNAME target and DNAME-synthesized name from there) of the asked type, CNAME or RRSIG, and
-DNAME records (with their RRSIGs) above a name of the chain. In the authority section, an SOA or
-NS set above a name of the chain (NS not beside a negative answer, as unbound), DS records
-above it, and NSEC/NSEC3 records signed (RRSIG) by a zone above it, with those RRSIGs. In the
-additional section, addresses (and their RRSIGs) of names a kept NS, MX, SRV, SVCB or HTTPS record
-points to. Everything else goes. A reply with nothing to drop is returned as it came, byte for
-byte; one with something to drop is written anew with the kept records, names uncompressed."""
+would be poisoned by whoever forged or corrupted that reply. Sans-IO: bytes in, bytes out
+(docs/security-forwarding.md lists what is kept)."""
 
 from __future__ import annotations
 
@@ -119,6 +111,10 @@ def _above_chain(name: Name, chain: set[Name]) -> bool:
 
 
 def _kept(records: list[_Record], qname: Name, qtype: int, rcode: int) -> list[bool]:
+    """Which records stay. Answers: the chain's records of the asked type, CNAME or RRSIG, and
+    DNAMEs (with RRSIGs) above it. Authority: an SOA, DS or NS set (not beside a negative answer)
+    above the chain, and NSEC/NSEC3 signed by a zone above it. Additional: the addresses of names
+    a kept NS, MX, SRV, SVCB or HTTPS record points to."""
     answers = [r for r in records if r.section == _ANSWER]
     chain = _chain(qname, answers)
     kept = []
@@ -160,8 +156,9 @@ def _kept(records: list[_Record], qname: Name, qtype: int, rcode: int) -> list[b
 
 def scrubbed(message: bytes, question_end: int) -> bytes:
     """`message` (a reply to one question ending at `question_end`, its OPT already taken out)
-    with the records outside the question's answer chain dropped; `message` itself when none
-    are. Raises ValueError, IndexError or struct.error for a message that cannot be read."""
+    with the records outside the question's answer chain dropped; `message` itself, byte for
+    byte, when none are (else written anew, names uncompressed). Raises ValueError, IndexError
+    or struct.error for a message that cannot be read."""
     _, flags, _, an, ns, ar = HEADER.unpack_from(message)
     qtype = struct.unpack_from("!H", message, question_end - 4)[0]
     if not ns and not ar and _answers_only_the_question(message, question_end, an, qtype):

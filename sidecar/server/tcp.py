@@ -1,12 +1,7 @@
 """The TCP listener: length-prefixed messages (RFC 1035 4.2.2), several queries per connection
-answered in order, a deadline for each message, and a connection cap.
-
-At the cap, the connection that has waited longest without completing a message is closed to
-admit the new one (RFC 7766 6.2.3 lets a server close idle connections), whether it sent nothing
-or is part way through a message: hundreds of silent or slow clients cannot lock out a real one,
-since a real client's message is complete as soon as it arrives. Only when every connection has
-a complete question being answered is the newcomer turned away. A client that goes away while
-its answer is on the way costs nothing but its connection (a debug line, no traceback)."""
+answered in order, a deadline for each message, and a connection cap that hundreds of silent or
+slow clients cannot use to lock out a real one (`TcpListener._make_room`). A client that goes
+away while its answer is on the way costs nothing but its connection (a debug line, no traceback)."""
 
 from __future__ import annotations
 
@@ -51,6 +46,10 @@ class TcpListener:
         return len(self._open)
 
     def _make_room(self) -> bool:
+        """At the cap: close the connection that has waited longest without completing a message,
+        silent or part way through one (RFC 7766 6.2.3 lets a server close idle connections); a
+        real client's message is complete as soon as it arrives. False when every connection has
+        a complete question being answered: the newcomer is then turned away."""
         waiting = [conn for conn in self._open if not conn.answering]
         if not waiting:
             return False

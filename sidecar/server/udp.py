@@ -1,12 +1,8 @@
 """The UDP transport: reads queries, hands each to the responder with a way back to its sender,
 and sends what comes back. Queries in progress are bounded, so a flood sheds load instead of
-growing memory, and rate limiting (when on) is applied before anything else.
-
-With batch I/O (Linux), one wake-up reads up to 64 datagrams with one recvmmsg; the replies the
-fast path has ready are written into the slots their queries came in and sent with one sendmmsg;
-the others leave from an outbox flushed once per loop turn. Otherwise it reads and sends datagram
-by datagram. A reply that finds the send buffer full is dropped, as the network may drop any
-datagram: the client asks again."""
+growing memory, and rate limiting (when on) is applied before anything else. Where the system
+allows, datagrams are read and sent by the batch (`net/batchio.py`). A reply that finds the send
+buffer full is dropped, as the network may drop any datagram: the client asks again."""
 
 from __future__ import annotations
 

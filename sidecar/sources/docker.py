@@ -1,20 +1,9 @@
 """The Docker source: running containers become store fragments, kept live from the event stream.
 
-One background thread owns the engine connection. It opens the event stream first, then lists
-and inspects every running container (so nothing that happens in between is lost), then follows
-the events, re-inspecting only the container an event names: the zone rebuild costs one
-container's records, not a full re-list. Only read endpoints are used (version, info, list,
-inspect, events), so the socket can be mounted read-only. On a swarm manager the services and
-tasks are followed too (`swarm.py`), woken by this stream's service, node and task events.
-
-Podman's Docker-compatible API is followed the same way: its own event names (`died`, `remove`)
-mean what Docker's `die` and `destroy` do, and an inspect that finds no container (a 404, or a
-removal racing the event) means the container is gone, with its names.
-
-When the engine is missing at start, the other sources keep serving; the first failure is logged
-once and connecting is retried with backoff. When the engine goes away, the last known names keep
-answering; on return everything is listed again and replaces what we had (a full resync: no
-event is trusted to have been seen while away)."""
+One background thread owns the engine connection and re-inspects only the container an event
+names, so a change costs one container's records, not a full re-list. Only read endpoints are
+used, so the socket can be mounted read-only. Podman's Docker-compatible API is followed the same
+way, and on a swarm manager the services and tasks too (`swarm.py`)."""
 
 from __future__ import annotations
 
@@ -155,6 +144,8 @@ class DockerSource:
     # -- the thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        """Connect, follow, reconnect. A missing engine is logged once and retried with backoff;
+        while it is away the other sources serve and its last known names keep answering."""
         delay = FIRST_BACKOFF
         reported = False
         while not self._stopping.is_set():
@@ -198,6 +189,8 @@ class DockerSource:
         return APIClient(version="auto", timeout=API_TIMEOUT, **kwargs)  # asks the engine its version
 
     def _follow(self, client: APIClient) -> None:
+        """Open the event stream, then list every container (so nothing that happens in between is
+        lost), then re-inspect the container each event names."""
         info = client.info()
         in_swarm = swarm_role(info) is not None
         stream = client.events(decode=True, filters={
@@ -222,7 +215,8 @@ class DockerSource:
     # -- turning engine state into fragments -------------------------------------------------
 
     def resync(self, client: APIClient) -> int:
-        """List and inspect every running container; replace all Docker fragments in one swap."""
+        """List and inspect every running container; replace all Docker fragments in one swap. Done
+        on every (re)connection: no event is trusted to have been seen while the engine was away."""
         fragments: dict[str, Fragment] = {}
         self._networks, self._gateways = {}, {}
         listed = client.containers()

@@ -1,10 +1,9 @@
 """Zonefiles and hosts files, watched on disk.
 
-Robust to the ways files really change: editors' atomic saves (write a temp file, rename over),
-in-place writes, bind mounts whose inode never changes, files deleted and recreated. The parent
-directory is watched (inotify via watchdog), and a slow poll of (inode, mtime, size) catches
-what events miss. A change re-parses that file only; a parse error logs `file:line: reason` and
-the file's last good records keep serving; a vanished file keeps its records, with a warning."""
+Robust to the ways files really change (editors' atomic saves, in-place writes, bind mounts whose
+inode never changes, files deleted and recreated): the parent directory is watched (inotify via
+watchdog), and a slow poll of (inode, mtime, size) catches what events miss. A change re-parses
+that file only; a parse error (`file:line: reason`) or a vanished file keeps its last good records."""
 
 from __future__ import annotations
 

@@ -1,15 +1,9 @@
 """Pure: one container's `docker inspect` data -> the records and view networks it contributes.
 
-No Docker SDK and no I/O here, so every naming rule is tested with plain dicts. A malformed label
-value (or alias, or health status), or a name the name policy refuses, is reported as a problem
-(naming the container) and skipped; the container's other names still count. The split horizon is
-encoded in the records' `view`: one set of addresses per Docker network the container is on (for
-clients inside that network), and one set with `view=None` for everyone else (the host view),
-chosen deterministically.
-
-A network alias without a dot (`db`, and the service name compose gives every replica) is scoped
-to its network, as Docker's own DNS does it: `db.` and `db.<domain>` in that network's view only.
-An alias with dots is claimed like a label's name, in every view, under the same name policy."""
+No Docker SDK and no I/O here, so every naming rule is tested with plain dicts. A bad label value,
+alias or name is reported as a problem (naming the container) and skipped; its other names still
+count. The split horizon is in the records' `view`: one set of addresses per Docker network the
+container is on, and one with `view=None` for everyone else (the host view)."""
 
 from __future__ import annotations
 
@@ -264,7 +258,8 @@ def claimed_names(reader: LabelReader, nets: list[Attachment]) -> list[str]:
 
 
 def _scoped_names(reader: LabelReader, att: Attachment, domains: tuple[str, ...]) -> list[str]:
-    """A network's single-label aliases, answered inside that network only: `db.` and `db.<domain>`."""
+    """A network's single-label aliases (`db`, and the service name compose gives every replica),
+    answered inside that network only, as Docker's own DNS does: `db.` and `db.<domain>`."""
     names: list[str] = []
     for alias in att.aliases:
         label = alias.strip().rstrip(".").lower()
@@ -354,7 +349,9 @@ def _srv_records(info: Mapping[str, Any], reader: LabelReader, rules: NameRules,
 
 
 def container_records(info: Mapping[str, Any], rules: NameRules) -> ContainerRecords:
-    """Everything one container contributes; an empty fragment when it is stopped or opted out."""
+    """Everything one container contributes; an empty fragment when it is stopped or opted out.
+    Each name answers, in a network's view, the container's addresses there, and in the host view
+    those `_host_view` chooses."""
     container = (info.get("Name") or "").lstrip("/") or str(info.get("Id", "?"))[:12]
     config = info.get("Config") or {}
     reader = LabelReader(container, config.get("Labels") or {}, config.get("Env") or (), rules.policy)

@@ -1,14 +1,9 @@
 """Which names a container may claim: the one rule every container name passes through.
 
-A container is anyone who can start one, not the operator. Its names (its own, its labels, the
-peers' labels and env var, hostname.domainname) are answered only when they lie under the
-`--domain` domains, under a name reserved for private use (RFC 6761 `test`, `example`,
-`invalid`; ICANN's `internal`; RFC 8375 `home.arpa`), or under a `--label-domain` the operator
-added. Even there, `localhost` (RFC 6761: always loopback), a bare top-level domain, a public
-suffix, and a wildcard directly over a public suffix (`*.com`, `*.co.uk`, `*.test`) are refused.
-Public suffixes come from the Public Suffix List bundled by the `publicsuffixlist` package (both
-its ICANN and private sections; a top-level domain the list does not name is a suffix too).
-The operator's own data (`--record`, hosts files, zonefiles) never passes through here."""
+A container is anyone who can start one, not the operator, so its names are answered only under
+the domains the operator chose or those reserved for private use, and never `localhost`, a public
+suffix or a wildcard over one (docs/security-edges.md). The operator's own data (`--record`,
+hosts files, zonefiles) never passes through here."""
 
 from __future__ import annotations
 
@@ -36,6 +31,10 @@ class NamePolicy:
         self.allowed = tuple(dict.fromkeys((*domains, *PRIVATE_USE, *label_domains)))
 
     def refusal(self, name: str) -> str | None:
+        """Allowed: names under `--domain`, `PRIVATE_USE` (RFC 6761, ICANN's `internal`, RFC 8375)
+        and `--label-domain`. Refused even there: `localhost`, a bare top-level domain, a public
+        suffix and a wildcard directly over one. Public suffixes are those of the Public Suffix List
+        bundled by `publicsuffixlist` (ICANN and private sections; an unlisted top-level domain too)."""
         if is_subdomain(name, LOOPBACK):
             return "localhost is loopback's alone"
         if name.count(".") < 2:

@@ -2,9 +2,8 @@
 
 Every exposed port gives `_<port>._<proto>.<name>`; the `dns-sidecar.srv` label adds named ones
 (`http:80/tcp` gives `_http._tcp.<name>`). Inside a container network the target is the
-container's own name (one SRV per replica) and the port is the container's. In the host view the
-port is the published host port and the target the host's own name (`--host-name`), since that
-is where the host reaches a published port; a port that is not published has no SRV there."""
+container's own name (one SRV per replica) and its port; in the host view, the host's own name
+(`--host-name`) and the published port, where the host reaches it (none when not published)."""
 
 from __future__ import annotations
 

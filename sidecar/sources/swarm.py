@@ -1,20 +1,8 @@
 """Swarm services and tasks as records, read from a manager's read-only API.
 
-`swarm_records` is pure: the engine's `/services`, `/tasks`, `/nodes` and `/networks` answers in,
-one fragment out, so every naming rule is tested with plain dicts. Each service gets
-`<service-name>.<domain>` and, in a stack, `<service>.<stack>.<domain>` (its labels' names too,
-through the same claimed-names path as a container's); `tasks.` before either names its running
-tasks. Overlay networks are views like any other: inside one, a `vip` service answers its virtual
-IP there and a `dnsrr` service its tasks' addresses. The host cannot reach overlay addresses, so
-in the host view only a service with published ports answers, with the nodes' addresses (the
-routing mesh, or for host-mode ports the nodes running a task), or `--host-address`.
-
-`SwarmFollower` keeps the fragment live from its own thread. Tasks have no events: a task that
-dies or moves on another node shows on no engine's event stream, so while this engine manages a
-swarm the follower re-reads every `POLL_INTERVAL`, and the Docker source wakes it at once for
-the events it does see (service and node events, and containers of swarm tasks). A task's
-container starts before the engine calls the task running, so while a task is on its way the
-follower re-reads every `SETTLING_POLL_INTERVAL` instead."""
+`swarm_records` is pure (the engine's answers in, one fragment out), so every naming rule is
+tested with plain dicts; `SwarmFollower` keeps that fragment live from its own thread. The names,
+views and how fast changes show are described in docs/swarm.md."""
 
 from __future__ import annotations
 
@@ -231,7 +219,11 @@ def _service_records(service: Mapping[str, Any], tasks: Sequence[_Task], network
 def swarm_records(services: Sequence[Mapping[str, Any]], tasks: Iterable[Mapping[str, Any]],
                   nodes: Iterable[Mapping[str, Any]], networks: Iterable[Mapping[str, Any]],
                   rules: NameRules) -> SwarmRecords:
-    """Every service's and running task's records, and the overlay networks as views."""
+    """Every service's and running task's records, and the overlay networks as views.
+
+    A service is `<service-name>.<domain>` and, in a stack, `<service>.<stack>.<domain>`; `tasks.`
+    names its running tasks. In an overlay view a `vip` service answers its virtual IP and a
+    `dnsrr` service its tasks; the host view gets only services with published ports."""
     overlays = _overlay_networks(networks)
     by_id = {service["ID"]: service for service in services}
     running, settling = _running_tasks(tasks, by_id, overlays)
@@ -257,9 +249,10 @@ def swarm_role(info: Mapping[str, Any]) -> str | None:
 
 class SwarmFollower:
     """Keeps the swarm's fragment in the store from its own thread while the engine manages a
-    swarm: re-read every `interval`, and at once when woken. A failing read (the node left the
-    swarm, was demoted, the engine is away) is logged once and keeps the last names; the next
-    good read replaces them all."""
+    swarm: re-read every `interval`, and at once when woken. Tasks have no events, hence the
+    polling; while a task is on its way to running, it re-reads every `SETTLING_POLL_INTERVAL`.
+    A failing read (the node left the swarm, was demoted, the engine is away) is logged once and
+    keeps the last names; the next good read replaces them all."""
 
     def __init__(self, store: Store, rules: NameRules, connect: Callable[[], APIClient],
                  interval: float = POLL_INTERVAL) -> None:
@@ -296,6 +289,8 @@ class SwarmFollower:
         return self._thread is not None
 
     def wake(self) -> None:
+        """Read at once: the Docker source calls this on service and node events, and on events
+        of a swarm task's container."""
         self._wake.set()
 
     def stop(self) -> None:

@@ -1,15 +1,9 @@
 """Makes `Zone`s from the sources' fragments: in full, or by delta when a few sources change.
 
-A full build walks every record. A delta (one container's start or stop) recomputes only the
-names whose contributing sources changed and hands back a zone that shares everything else with
-the last one: the same node objects, the same name-index shards (`ShardMap`), the same SOA table.
-Both give the same zone; for deltas the builder keeps, on the writer's side only, which sources
-give records at each name and how many names lie just below each name (for empty non-terminals).
-
-Changes to an operator's source (a zonefile, hosts file or --record) move the zone cuts and the
-names containers must yield for everyone, so they take the full build, as do large changes,
-where walking everything costs no more. Replicas whose healthcheck fails are left out of their
-RRset while another replica is healthy; the zone lists them apart (`Zone.withheld`)."""
+A delta (one container's start or stop) recomputes only the names whose sources changed, so an
+event costs its own names, not the whole zone; both ways give the same zone. A change to an
+operator's source (a zonefile, hosts file or --record) moves the zone cuts for everyone, so it
+takes the full build, as does a large change (docs/zone-updates.md)."""
 
 from __future__ import annotations
 
@@ -329,6 +323,8 @@ class ZoneBuilder:
 
     def _delta(self, changes: Mapping[str, Fragment | None], old: Mapping[str, Fragment | None],
                generation: int) -> tuple[Zone, list[str]]:
+        """The new zone after a few fragments change: only the names they give are recomputed;
+        every other name keeps the last zone's node objects, name-index shards and SOA table."""
         warnings: list[str] = []
         touched: set[str] = set()
         for key, fragment in old.items():

@@ -1,15 +1,9 @@
-"""Pure text -> records: RFC 1035 master files read as BIND reads them, hosts files and single
-`--record` lines.
+"""Pure text -> records: RFC 1035 master files read as BIND reads them (docs/zonefiles.md), hosts
+files and single `--record` lines.
 
-dnspython parses every rdata (any type it knows, `TYPEnnn`, RFC 3597 `\\#` data) and packs it in
-uncompressed wire form; addresses, the bulk of a big zone, take a shorter road (`inet_pton`) that
-a test proves equal. Names are read with RFC 1035 5.1 escapes. The per-file rules BIND applies
-while loading live here too: one TTL per RRset (RFC 2181 5.2), CNAME beside other data, singleton
-types, records outside the zone's SOA, `$INCLUDE` and `$GENERATE`.
-
-Every error is a `ZoneSyntaxError` carrying `file:line: reason`; nothing here touches the disk
-(callers pass text, and a reader for `$INCLUDE`), so the same code serves the watcher, `check`
-and the tests."""
+dnspython parses every rdata and packs it in uncompressed wire form. Every error is a
+`ZoneSyntaxError` carrying `file:line: reason`; nothing here touches the disk (callers pass text,
+and a reader for `$INCLUDE`), so the same code serves the watcher, `check` and the tests."""
 
 from __future__ import annotations
 
@@ -221,7 +215,9 @@ def _type_code(token: str) -> int | None:
 
 class _MasterFile:
     """What a master file carries from one record to the next ($ORIGIN, $TTL, the last owner and
-    TTL), and what the zone so far holds, for the per-file rules."""
+    TTL), and what the zone so far holds, for the per-file rules BIND applies while loading: one
+    TTL per RRset (RFC 2181 5.2), CNAME beside other data, singleton types, records outside the
+    zone's SOA."""
 
     def __init__(self, origin: str | None, default_ttl: int | None, view: str | None,
                  read_include: IncludeReader | None) -> None:

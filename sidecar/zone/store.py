@@ -1,15 +1,9 @@
 """Holds each source's latest fragment and the current `Zone`.
 
-A change makes a new zone aside and replaces the pointer in one assignment, so readers (the
-event loop) never see a half-built zone and need no lock. Writers (the zonefile watcher and the
-Docker thread) are serialized by a lock so two changes cannot interleave. A change of a few
-sources (a container event) makes the new zone by delta, sharing the rest with the old one
-(`zonebuild`); a zonefile reload or a resync builds it in full.
-
-A big zone is hundreds of thousands of objects. The cyclic garbage collector is kept out of the
-way while one is built, and the result is frozen (`gc.freeze`) once swapped in; otherwise every
-collection pass walks the whole zone, holding the interpreter (and so the event loop) for up to
-0.2 s each, several times per load, and again later in steady serving."""
+A change builds a new zone aside (by delta when a few sources change: `build.py`) and swaps the
+pointer in one assignment, so readers (the event loop) never see a half-built zone and need no
+lock. Writers (the zonefile watcher and the Docker thread) are serialized by a lock so two
+changes cannot interleave."""
 
 from __future__ import annotations
 
@@ -27,10 +21,11 @@ log = logging.getLogger(__name__)
 
 class _CollectorPause:
     """No cyclic garbage collection while any pause is open (pauses nest, and overlap across
-    threads), and everything alive frozen when the last one closes. Reference counting still
-    frees an old zone when it is replaced, since zones hold no cycles; the price of freezing is
-    that cyclic garbage still referenced at that moment is never reclaimed (the server makes
-    almost none)."""
+    threads), and everything alive frozen when the last one closes: a big zone is hundreds of
+    thousands of objects, and every collection pass would walk them all, holding the event loop.
+    Reference counting still frees an old zone when it is replaced, since zones hold no cycles;
+    the price is that cyclic garbage still referenced at freezing time is never reclaimed (the
+    server makes almost none)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

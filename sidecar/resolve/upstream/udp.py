@@ -75,25 +75,10 @@ class _Port:
 
 class UdpSockets:
     """UDP questions, one per port: every question is sent from a socket of its own that has no
-    port yet, so the kernel binds it to a random ephemeral port for just that question; once the
-    question is answered (or times out) the port is given back (`_DISCONNECT`) and the socket is
-    lent to the next question, which gets a new port. Sockets are made and closed rarely, and no
-    port carries two questions at once. A reply counts only from the upstream's address and port
-    (compared here: the sockets are not connected, which would cost a system call a question).
-    An attacker must guess the port and the ID of one question in flight.
-
-    The sockets are watched through an epoll set of their own, which the loop watches: one
-    wake-up of the loop reads every socket with a reply, and an error on one socket (after which
-    libuv would stop watching a socket it watched itself) never reaches the loop.
-
-    Timeouts are found by a sweep every `SWEEP_SECONDS` while anything waits, not by a timer per
-    question: a timeout fires up to `SWEEP_SECONDS` late; with nothing waiting, no timer runs.
-
-    An ICMP error (port or host unreachable) is read from the socket's error queue, where the
-    kernel keeps what the error quotes of the datagram it answers; it fails the question only
-    when that quote is this question's own (its ID and question), so a forged error must guess
-    both port and ID, as a forged reply must. An error that quotes too little is ignored: the
-    question then times out."""
+    port yet, so the kernel binds it to a random ephemeral port for just that question; once it
+    is answered (or times out) the port is given back (`_DISCONNECT`) and the socket lent to the
+    next question. A reply counts only from the upstream's address and port (compared here:
+    connecting would cost a system call a question), so a forger must guess the port and the ID."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ids: QueryIds) -> None:
         self._loop = loop
@@ -170,6 +155,9 @@ class UdpSockets:
         return port
 
     def _ready(self) -> None:
+        """Read every socket with a reply. The sockets sit in an epoll set of their own, which the
+        loop watches: one wake-up reads them all, and an error on one socket (after which libuv
+        would stop watching a socket it watched itself) never reaches the loop."""
         asking = self._asking
         for fd, _ in self._epoll.poll(0, MAX_EVENTS):
             port = asking.get(fd)
@@ -206,8 +194,10 @@ class UdpSockets:
 
     @staticmethod
     def _quoted_by_error(port: _Port) -> bool:
-        """Read the socket's error queue out; whether an error in it quotes the datagram of the
-        question the socket is lent to."""
+        """Read the socket's error queue out; whether an error in it (an ICMP port or host
+        unreachable) quotes the datagram of the question the socket is lent to: its ID and
+        question. So a forged error must guess port and ID, as a forged reply must; an error that
+        quotes too little is ignored, and the question times out."""
         theirs = False
         while True:
             try:
@@ -232,7 +222,9 @@ class UdpSockets:
             port.sock.close()  # which takes it out of the epoll set
 
     def _sweep(self) -> None:
-        """Time out every question past its deadline; come back while any still waits."""
+        """Time out every question past its deadline; come back while any still waits. One sweep
+        every `SWEEP_SECONDS`, not a timer per question: a timeout fires up to that late, and with
+        nothing waiting no timer runs."""
         self._sweep_timer = None
         now = self._loop.time()
         for port in [port for port in self._asking.values() if port.deadline <= now]:
