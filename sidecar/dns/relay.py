@@ -8,7 +8,21 @@ from dataclasses import dataclass
 
 from .question import Question
 from .reply import truncated_after_id
-from .wire import HEADER, OPCODE_MASK, OPT, OUR_OPT, QR, RA, RD, SHORT, TWO_SHORTS, record_spans, same_question
+from .wire import (
+    HEADER,
+    OPCODE_MASK,
+    OPT,
+    OUR_OPT,
+    QR,
+    RA,
+    RD,
+    RR_FIXED,
+    SHORT,
+    TWO_SHORTS,
+    records_start,
+    same_question,
+    skip_name,
+)
 
 _ECHOED = OPCODE_MASK | RD | 0x0010  # what a relayed reply keeps of the client's flags: opcode, RD, CD
 
@@ -16,15 +30,23 @@ _ECHOED = OPCODE_MASK | RD | 0x0010  # what a relayed reply keeps of the client'
 def without_opt(message: bytes, question_end: int | None = None) -> tuple[bytes, int]:
     """A packed reply with its OPT record taken out (ARCOUNT lowered to match), and the smallest
     TTL of the records left (0 when none). Its OPT answered our EDNS, not the client's: the
-    client gets ours. A caller that has matched the reply's question passes where it ends."""
-    smallest, opt_at, opt_end = -1, -1, 0
-    for at, _, rtype, ttl, end in record_spans(message, question_end):
+    client gets ours. A caller that has matched the reply's question passes where it ends. The
+    walk is `record_spans` written out: it runs once per relayed reply."""
+    _, _, _, an, ns, ar = HEADER.unpack_from(message)
+    unpack, smallest, opt_at, opt_end = RR_FIXED.unpack_from, -1, -1, 0
+    pos = records_start(message) if question_end is None else question_end
+    for _ in range(an + ns + ar):
+        at, first = pos, message[pos]
+        pos = pos + 2 if first >= 0xC0 else pos + 1 if first == 0 else skip_name(message, pos)
+        rtype, _, ttl, rdlength = unpack(message, pos)
+        pos += 10 + rdlength
         if rtype == OPT:
-            opt_at, opt_end = at, end
+            opt_at, opt_end = at, pos
         elif ttl < smallest or smallest < 0:
             smallest = ttl
+    if pos > len(message):
+        raise IndexError("record data runs past the end of the message")
     if opt_at >= 0:
-        ar = HEADER.unpack_from(message)[5]
         message = message[:10] + SHORT.pack(ar - 1) + message[12:opt_at] + message[opt_end:]
     return message, smallest if smallest > 0 else 0
 

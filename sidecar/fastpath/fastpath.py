@@ -10,7 +10,7 @@ from functools import partial
 from ..dns.question import read_question
 from ..errors import MalformedQuery
 from ..server.handler import QueryHandler, Relay
-from ..server.responder import Send
+from ..server.responder import Keep, Send
 from ..zone.store import Store
 from .packetcache import TRANSPORT_TAG, PacketCache, ReadyTable
 
@@ -29,7 +29,7 @@ class FastPath:
         self.packets = packets or PacketCache()
         # Each client's ready table, by transport; and relays by exact query but its ID, and suffix.
         self._tables: dict[str, dict[str, ReadyTable]] = {transport: {} for transport in TRANSPORT_TAG}
-        self._relays: dict[bytes, tuple[Relay, bytes]] = {}
+        self._relays: dict[bytes, tuple[Relay, Keep]] = {}
         self._generation = -1  # the zone generation both hold answers of
 
     def receive(self, data: bytes, client: str, transport: str, send: Send) -> None:
@@ -54,8 +54,8 @@ class FastPath:
         exact = asked + table.suffix
         remembered = self._relays.get(exact)
         if remembered is not None:
-            relay, key = remembered
-            self._handler.relay(relay, data, client, partial(self._keep, key, exact, generation, send))
+            relay, keep = remembered
+            self._handler.relay(relay, data, client, send, keep)
             return
         try:
             question = read_question(data)
@@ -69,13 +69,12 @@ class FastPath:
         if tail is not None:
             self._replay(data, client, transport, tail, send)
             return
-        key = question.key + table.suffix
-        relay = self._handler.answer(question, data, client, transport, table.placement,
-                                     partial(self._keep, key, exact, generation, send))
+        keep = partial(self._keep, question.key + table.suffix, exact, generation)
+        relay = self._handler.answer(question, data, client, transport, table.placement, send, keep)
         if relay is not None:
             if len(self._relays) >= MAX_RELAYS:
                 self._relays.clear()  # rare and cheap: repeats make it again
-            self._relays[exact] = (relay, key)
+            self._relays[exact] = (relay, keep)
 
     def ready_batch(self, queries: list[bytes], hosts: list[str]) -> list[bytes | None]:
         """For a batch of UDP queries, each given without its ID: the ready reply to each, after
@@ -101,16 +100,13 @@ class FastPath:
         reply = data[:2] + tail
         if self._query_log is not None:
             self._query_log.replayed(data, client, transport, reply)
-        send(reply, 0)
+        send(reply)
 
-    def _keep(self, key: bytes, exact: bytes, generation: int, send: Send, reply: bytes | None,
-              keep_for: float | None) -> None:
-        """Pass a reply on, keeping it first if it may answer again (under `key`; the query
-        `exact` then goes to the kept reply, not to a relay)."""
-        if keep_for != 0 and reply is not None:
-            self.packets.put(key, reply, keep_for, generation)
-            self._relays.pop(exact, None)
-        send(reply, keep_for)
+    def _keep(self, key: bytes, exact: bytes, generation: int, reply: bytes, keep_for: float | None) -> None:
+        """Keep a reply that may answer again, under `key`; the query `exact` then goes to it,
+        not to a relay."""
+        self.packets.put(key, reply, keep_for, generation)
+        self._relays.pop(exact, None)
 
     def _retire(self, generation: int) -> None:
         """A zone swap: placements, ready replies and relays may all have changed."""

@@ -28,7 +28,7 @@ from ..resolve.chain import Chain
 from ..resolve.forward import Settled
 from ..zone.store import Store
 from .access import AccessPolicy, Clients, Placement
-from .responder import Send
+from .responder import Keep, Send
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +72,28 @@ class QueryHandler:
         placement = self.clients.place(client)
         if placement is None and not self.clients.policy.local_to_any:
             if len(data) < 12 or data[2] & 0x80:
-                send(None, 0)  # never answer a response: that is how reflection loops start
+                send(None)  # never answer a response: that is how reflection loops start
                 return
             self.metrics.answered(transport, RCODE.REFUSED, "policy", b"", 0.0)
-            send(error_reply(data, RCODE.REFUSED), 0)
+            send(error_reply(data, RCODE.REFUSED))
             return
         try:
             question = read_question(data)
         except MalformedQuery as exc:
             log.debug("malformed query from %s: %s", client, exc)
             self.metrics.malformed += 1
-            send(None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode), 0)
+            send(None if exc.reply_rcode is None else error_reply(data, exc.reply_rcode))
             return
         self.answer(question, data, client, transport, placement, send)
 
     def answer(self, question: Question, data: bytes, client: str, transport: str, placement: Placement | None,
-               send: Send) -> Relay | None:
+               send: Send, keep: Keep | None = None) -> Relay | None:
         """Answer `question`, read from `data`, for a client placed at `placement` (None: a
-        stranger, served local names only under --local-to-any). The `Relay` when the question
-        was found not to be local and relayed as it is, for whoever wants to relay it again."""
+        stranger, served local names only under --local-to-any); `keep` gets a reply that may
+        answer again. The `Relay` when the question was found not to be local and relayed as it
+        is, for whoever wants to relay it again."""
         started = time.perf_counter()
-        finish = partial(self._finish, question, data, client, transport, placement, started, send)
+        finish = partial(self._finish, question, data, client, transport, placement, started, send, keep)
         if question.qclass != CLASS.IN:
             finish(REFUSED)
             return None
@@ -119,10 +120,11 @@ class QueryHandler:
         limit = None if transport == "tcp" else question.udp_limit
         relay = Relay(question, (query.key, question.qtype, question.qclass, question.dnssec_ok),
                       RelayFrame.of(data, question, limit), transport, placement)
-        self.relay(relay, data, client, send, started)
+        self.relay(relay, data, client, send, keep, started)
         return relay
 
-    def relay(self, relay: Relay, data: bytes, client: str, send: Send, started: float | None = None) -> None:
+    def relay(self, relay: Relay, data: bytes, client: str, send: Send, keep: Keep | None = None,
+              started: float | None = None) -> None:
         """Relay a question known not to be local (`data` asks it, as the relay's question did,
         but for its ID): from the answer cache, else upstream."""
         if started is None:
@@ -130,24 +132,24 @@ class QueryHandler:
         forwarder = self.chain.forwarder
         cached = forwarder.cache.get(relay.cache_key)
         if cached is not None:
-            self._finish(relay.question, data, client, relay.transport, relay.placement, started, send, cached)
+            self._finish(relay.question, data, client, relay.transport, relay.placement, started, send, keep, cached)
             return
         forwarder.ask(relay.cache_key, forwarder.targets(relay.cache_key[0]), relay.question,
-                      partial(self._relay_settled, relay, data, client, send, started))
+                      partial(self._relay_settled, relay, data, client, send, keep, started))
 
-    def _relay_settled(self, relay: Relay, data: bytes, client: str, send: Send, started: float,
-                       settled: Settled) -> None:
+    def _relay_settled(self, relay: Relay, data: bytes, client: str, send: Send, keep: Keep | None,
+                       started: float, settled: Settled) -> None:
         """The forwarder's word on a relayed question. Reply bytes that may not be kept, the
         common case, fill the relay's frame; anything else goes through `_finish`."""
         if isinstance(settled, bytes):
             reply = relay.frame.reply(data[:2], settled)
             self._answered(client, relay.transport, relay.placement.key, relay.question, reply[3] & 0xF, "forward",
                            started)
-            send(reply, 0)
+            send(reply)
             return
         if isinstance(settled, UpstreamError):
             settled = self._servfail(relay.question, settled)
-        self._finish(relay.question, data, client, relay.transport, relay.placement, started, send, settled)
+        self._finish(relay.question, data, client, relay.transport, relay.placement, started, send, keep, settled)
 
     def _in_task(self, query: Query, finish: Callable[[Answer], None]) -> None:
         task = asyncio.get_running_loop().create_task(self._resolve(query, finish))
@@ -172,9 +174,9 @@ class QueryHandler:
         return SERVFAIL
 
     def _finish(self, question: Question, data: bytes, client: str, transport: str, placement: Placement | None,
-                started: float, send: Send, answer: Answer) -> None:
+                started: float, send: Send, keep: Keep | None, answer: Answer) -> None:
         """Send the reply to `answer`: an upstream's bytes relayed as they came when they fit
-        this client, else built; counted and logged. It may be kept when the answer says so,
+        this client, else built; counted and logged. It is kept when the answer may be reused,
         the query is plain and the client is placed."""
         limit = None if transport == "tcp" else question.udp_limit
         reply = relay_reply(answer.wire, data, question, limit) if answer.wire is not None else None
@@ -185,7 +187,9 @@ class QueryHandler:
                 reply = error_reply(data, exc.reply_rcode or RCODE.FORMERR)
         view = placement.key if placement is not None else b""
         self._answered(client, transport, view, question, answer.rcode, answer.source, started)
-        send(reply, answer.cache_for if placement is not None and question.key is not None else 0)
+        if keep is not None and answer.cache_for != 0 and placement is not None and question.key is not None:
+            keep(reply, answer.cache_for)
+        send(reply)
 
     def _answered(self, client: str, transport: str, view: bytes, question: Question, rcode: int, source: str,
                   started: float) -> None:

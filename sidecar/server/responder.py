@@ -9,9 +9,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Protocol
 
-# A reply (None: nothing to send) and how long the same bytes may answer the same question again
-# (0: never; None: until the zone changes), which only the fast path reads.
-Send = Callable[[bytes | None, float | None], None]
+Send = Callable[[bytes | None], None]  # a reply; None: nothing to send
+# For the fast path: a reply that may answer the same question again, and for how long (None:
+# until the zone changes). Called before the reply is sent, and only for such a reply.
+Keep = Callable[[bytes, float | None], None]
 
 
 class Responder(Protocol):
@@ -25,6 +26,6 @@ async def reply_to(responder: Responder, data: bytes, client: str, transport: st
     return await answered
 
 
-def _settle(answered: asyncio.Future[bytes | None], reply: bytes | None, _keep_for: float | None) -> None:
+def _settle(answered: asyncio.Future[bytes | None], reply: bytes | None) -> None:
     if not answered.done():  # the asker may have gone away meanwhile
         answered.set_result(reply)

@@ -122,7 +122,7 @@ class UdpListener:
         if self.limiter is not None:
             verdict = self.limiter.check(host)
             if verdict is not Verdict.ANSWER:
-                reply_to(truncated_reply(data) if verdict is Verdict.SLIP else None, 0)
+                reply_to(truncated_reply(data) if verdict is Verdict.SLIP else None)
                 return
         self.responder.receive(data, host, "udp", reply_to)
 
@@ -131,8 +131,7 @@ class UdpListener:
         if not self._in_flight:
             self._idle.set()
 
-    def _reply_batched(self, sender: bytes, source: Ancillary | None, reply: bytes | None,
-                       _keep_for: float | None = 0) -> None:
+    def _reply_batched(self, sender: bytes, source: Ancillary | None, reply: bytes | None) -> None:
         """A reply to a query read by the batch: into the outbox, sent before the loop next
         waits with everything else ready by then."""
         self._answered()
@@ -143,7 +142,7 @@ class UdpListener:
             self._flush_soon = True
             self._loop.call_soon(self._flush)
 
-    def _reply_now(self, addr: tuple, source: Ancillary, reply: bytes | None, _keep_for: float | None = 0) -> None:
+    def _reply_now(self, addr: tuple, source: Ancillary, reply: bytes | None) -> None:
         """A reply to a query read on its own: sent at once."""
         self._answered()
         if reply is None or self._sock.fileno() == -1:
