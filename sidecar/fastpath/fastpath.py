@@ -1,4 +1,4 @@
-"""The fast path, in front of the slow one (`serve.handler`): what it has ready it answers with
+"""The fast path, in front of the slow one (`server.handler`): what it has ready it answers with
 no parsing at all; the rest it reads once and hands on, keeping what the answer makes reusable.
 Everything here is for speed only: without it (`--no-fast-path`) the handler answers every
 query, with the same bytes."""

@@ -28,7 +28,7 @@ def test_the_api_loads_neither_the_app_nor_docker() -> None:
 def test_serve_and_sidecar_are_loaded_when_asked_for() -> None:
     code = "from sidecar import Sidecar, serve; print(Sidecar.__module__, serve.__name__)"
     assert printed(code) == "sidecar.app serve"
-    # the `sidecar.serve` subpackage, loaded with the app, leaves the function its name
+    # loading the server's packages leaves the function its name
     code = "import sidecar.app, sidecar.server.udp; from sidecar import serve; print(serve.__doc__.split(':')[0])"
     assert printed(code) == "The Python entry point"
     assert "has no attribute 'nothing'" in fresh("import sidecar; sidecar.nothing").stderr
