@@ -62,12 +62,12 @@ def records_start(message: bytes) -> int:
     return pos
 
 
-def record_spans(message: bytes, start: int | None = None) -> list[tuple[int, int, int, int, int]]:
+def record_spans(message: bytes) -> list[tuple[int, int, int, int, int]]:
     """Where each record of a packed message starts, where its TTL field is, its type and TTL,
-    and where it ends; from `start` when the caller knows where the records begin. A record that
-    runs past the end raises IndexError, a cut-off one IndexError or struct.error."""
+    and where it ends. A record that runs past the end raises IndexError, a cut-off one
+    IndexError or struct.error."""
     _, _, _, an, ns, ar = HEADER.unpack_from(message)
-    pos = records_start(message) if start is None else start
+    pos = records_start(message)
     unpack, found = RR_FIXED.unpack_from, []
     for _ in range(an + ns + ar):
         at, first = pos, message[pos]
