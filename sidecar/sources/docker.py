@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from docker import APIClient
@@ -47,6 +50,10 @@ FIRST_SYNC_WAIT = 5.0  # how long startup waits for the first list before servin
 FIRST_BACKOFF = 0.25
 MAX_BACKOFF = 5.0
 API_TIMEOUT = 10.0
+# Podman sends a health event before it saves the check's result: its inspect is read again, this
+# often and at most this many times, until it holds that check.
+HEALTH_RETRY_SECONDS = 0.05
+HEALTH_RETRIES = 40
 
 
 def docker_endpoint(env: Mapping[str, str]) -> str | None:
@@ -87,6 +94,31 @@ def _event_container(event: Mapping[str, Any]) -> str | None:
     if event.get("Type") == "network":
         return (actor.get("Attributes") or {}).get("container")
     return actor.get("ID") or event.get("id")
+
+
+def health_is_current(info: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+    """Whether a container's inspect holds the health check an event reports. Docker names the new
+    status in the event's action (`health_status: healthy`) after saving it; Podman's event says
+    only `health_status` and comes first, so its inspect is current once its health log holds a
+    check that ended at or after the event."""
+    if ":" in str(event.get("Action") or "") or not event.get("timeNano"):
+        return True
+    happened = event["timeNano"] / 1e9
+    checks = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
+    return any(_seconds(check.get("End")) >= happened for check in checks)
+
+
+def _seconds(stamp: object) -> float:
+    """An RFC 3339 time as the engines write it (nanoseconds, `Z`) in seconds since the epoch;
+    0 when it cannot be read."""
+    found = _RFC3339.match(str(stamp or ""))
+    if found is None:
+        return 0.0
+    whole = datetime.fromisoformat(found["whole"] + (found["zone"].replace("Z", "+00:00") or "+00:00"))
+    return whole.timestamp() + float("0" + (found["fraction"] or ""))
+
+
+_RFC3339 = re.compile(r"(?P<whole>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?P<fraction>\.\d+)?(?P<zone>Z|[+-]\d\d:\d\d)?$")
 
 
 def _names(records: Sequence[ZoneRecord]) -> str:
@@ -255,6 +287,11 @@ class DockerSource:
         removed = action in REMOVAL_EVENTS
         try:
             info = None if removed else self._inspect(client, container)
+            for _ in range(HEALTH_RETRIES):
+                if info is None or not action.startswith("health_status") or health_is_current(info, event):
+                    break
+                time.sleep(HEALTH_RETRY_SECONDS)
+                info = self._inspect(client, container)
         except APIError as exc:
             log.warning("cannot inspect container %s: %s; its names stay as they were", container[:12],
                         exc.explanation or exc)
