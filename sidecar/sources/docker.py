@@ -109,12 +109,12 @@ def health_is_current(info: Mapping[str, Any], event: Mapping[str, Any]) -> bool
 
 
 def _seconds(stamp: object) -> float:
-    """An RFC 3339 time as the engines write it (nanoseconds, `Z`) in seconds since the epoch;
-    0 when it cannot be read."""
+    """An RFC 3339 time as the engines write it (nanoseconds, `Z`; UTC when it names no zone) in
+    seconds since the epoch; 0 when it cannot be read."""
     found = _RFC3339.match(str(stamp or ""))
     if found is None:
         return 0.0
-    whole = datetime.fromisoformat(found["whole"] + (found["zone"].replace("Z", "+00:00") or "+00:00"))
+    whole = datetime.fromisoformat(found["whole"] + (found["zone"] or "Z"))
     return whole.timestamp() + float("0" + (found["fraction"] or ""))
 
 

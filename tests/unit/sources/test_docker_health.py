@@ -21,9 +21,13 @@ def test_podman_inspect_is_current_only_once_it_holds_the_check_the_event_report
     assert not health_is_current(EARLIER_CHECK, PODMAN_EVENT)
 
 
-def test_a_check_that_ended_in_another_zone_is_read_in_utc():
+def test_a_check_end_in_another_zone_or_none_is_read_in_utc():
     one_hour_east = {"State": {"Health": {"Log": [{"End": "2026-12-05T00:33:50.2+01:00"}]}}}
     assert health_is_current(one_hour_east, PODMAN_EVENT)
+    no_zone = {"State": {"Health": {"Log": [{"End": "2026-12-04T23:33:50.2"}]}}}  # read as UTC
+    assert health_is_current(no_zone, PODMAN_EVENT)
+    unreadable = {"State": {"Health": {"Log": [{"End": "soon"}]}}}
+    assert not health_is_current(unreadable, PODMAN_EVENT)
 
 
 def test_docker_names_the_status_in_the_event_after_saving_it():
